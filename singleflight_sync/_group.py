@@ -1,0 +1,618 @@
+"""Group: the in-process flight map.
+
+A lock-guarded dict maps each key to the ``concurrent.futures.Future`` of the
+flight that is running for it. The first caller for a key (the leader) runs
+the function in its own thread; callers that arrive while it runs (followers)
+block on that future and get the leader's result or exception. When the
+flight lands its key is removed, so the next call runs again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import logging
+import threading
+import time
+from collections.abc import Callable, Hashable
+from concurrent.futures import Executor, Future
+from concurrent.futures import TimeoutError as _FutureTimeout
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
+
+from . import _fork
+from ._errors import (
+    FlightTimeoutError,
+    LeaderInterrupted,
+    ReentrantCallError,
+    UnhashableKeyError,
+    WaitCycleError,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable
+
+__all__ = ["CallInfo", "FlightRecord", "FlightStats", "Group"]
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+_log = logging.getLogger("singleflight_sync")
+_get_ident = threading.get_ident
+
+
+class _Default:
+    """Sentinel type: "use the group's default timeout"."""
+
+    def __repr__(self) -> str:
+        return "DEFAULT"
+
+
+DEFAULT: Any = _Default()
+
+
+class FlightStats(NamedTuple):
+    """Counters of a :class:`Group`, read in one critical section.
+
+    ``calls`` counts every ``do``/``call``/``submit``/``do_async`` that joined
+    or led a flight; ``executions`` the times the function actually ran;
+    ``shared`` the callers that received another caller's execution;
+    ``errors`` the executions that raised; ``timeouts`` the followers that
+    stopped waiting; ``in_flight`` the keys running now.
+    """
+
+    calls: int
+    executions: int
+    shared: int
+    errors: int
+    timeouts: int
+    in_flight: int
+
+
+@dataclass(frozen=True)
+class CallInfo(Generic[V]):
+    """What :meth:`Group.call` returns: the value, and how this caller got it.
+
+    ``leader`` is true for the caller that ran the function. ``shared`` is
+    true when the value went to more than one caller (always true for a
+    follower; true for the leader when at least one follower joined).
+    """
+
+    value: V
+    leader: bool
+    shared: bool
+
+
+@dataclass(frozen=True)
+class FlightRecord:
+    """What the ``on_flight_end`` hook receives when a flight lands.
+
+    ``outcome`` is ``"ok"``, ``"error"`` (the function raised an
+    ``Exception``) or ``"interrupted"`` (a ``BaseException`` such as
+    ``KeyboardInterrupt``). ``followers`` counts the callers that joined.
+    """
+
+    key: Any
+    duration: float
+    followers: int
+    outcome: str
+    error: BaseException | None
+
+
+class _Flight(Future[Any]):
+    """The future of one flight, cheap to create when nobody joins.
+
+    ``Future.__init__`` builds a ``Condition`` (and its ``RLock``), which costs
+    more than the whole uncontended call. A flight skips it and runs it only
+    when a follower joins (``_arm``); a flight nobody joined is never
+    completed, because nobody waits on it. Every field below, and the moment
+    of arming, is guarded by the owning group's lock.
+    """
+
+    # Class-level defaults: an instance only gets its own attribute when one
+    # of these changes, which keeps creation to two stores.
+    followers = 0
+    armed = False
+    landed = False
+    orphaned = False
+    handles: list[Future[Any]] | None = None
+    started = 0.0
+
+    def __init__(self, key: Any, owner: int | None) -> None:
+        self.key = key
+        # Ident of the thread running the function; None until an executor
+        # thread picks up a submitted flight.
+        self.owner = owner
+
+    def _arm(self) -> None:
+        Future.__init__(self)
+        self.armed = True
+
+    def __repr__(self) -> str:
+        return f"<flight key={self.key!r} followers={self.followers} landed={self.landed}>"
+
+
+def _interrupted(key: Any, exc: BaseException) -> LeaderInterrupted:
+    err = LeaderInterrupted(key, f"was interrupted by {type(exc).__name__}")
+    err.__cause__ = exc
+    return err
+
+
+def _caller_copy(exc: BaseException) -> BaseException:
+    """Return a per-caller copy of a flight's exception, chained to it.
+
+    Raising one shared instance from many threads makes each ``raise`` append
+    that thread's frames to the same ``__traceback__`` (cpython#101267), so
+    every follower raises its own copy, whose ``__cause__`` is the original
+    with the leader's traceback. An exception that cannot be copied to its own
+    type is raised as the shared instance.
+    """
+    if isinstance(exc, LeaderInterrupted):
+        fresh = LeaderInterrupted(exc.key, exc.reason)
+        fresh.__cause__ = exc.__cause__
+        return fresh
+    try:
+        dup = copy.copy(exc)
+    except Exception:  # an exception class whose args do not rebuild it
+        return exc
+    if type(dup) is not type(exc):
+        return exc
+    dup.__traceback__ = None
+    dup.__cause__ = exc
+    return dup
+
+
+def _check_timeout(timeout: Any, name: str = "timeout") -> float | None:
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        msg = f"{name} must be a number of seconds or None, got {type(timeout).__name__} {timeout!r}"
+        raise TypeError(msg)
+    if not timeout > 0:  # also rejects NaN
+        msg = f"{name} must be > 0 seconds (or None to wait as long as the leader runs), got {timeout!r}"
+        raise ValueError(msg)
+    return float(timeout)
+
+
+def _require_callable(value: object, name: str, what: str) -> None:
+    if value is not None and not callable(value):
+        msg = f"{name} must be {what} (or None), got {type(value).__name__} {value!r}"
+        raise TypeError(msg)
+
+
+class Group(Generic[K, V]):
+    """Run one execution per key at a time and share its outcome.
+
+    Args:
+        timeout: default seconds a *follower* waits before it gives up with
+            :class:`FlightTimeoutError`. ``None`` (the default) waits as long
+            as the leader runs. A leader is never timed out: a thread cannot
+            be killed.
+        on_flight_end: called with a :class:`FlightRecord` in the leader's
+            thread after every flight has landed and its waiters were woken.
+            An exception it raises is logged and never reaches a caller.
+
+    Example::
+
+        group: Group[str, float] = Group()
+        price = group.do("BTCUSDT", fetch_price, "BTCUSDT")
+    """
+
+    def __init__(
+        self,
+        *,
+        timeout: float | None = None,
+        on_flight_end: Callable[[FlightRecord], object] | None = None,
+    ) -> None:
+        self._timeout = _check_timeout(timeout)
+        _require_callable(on_flight_end, "on_flight_end", "a callable taking a FlightRecord")
+        self._on_end = on_flight_end
+        # _lock protects _flights and _waiting, every field of every _Flight
+        # in them (followers, armed, landed, handles, owner) and the counters.
+        # It is held only for dict and counter updates, never while user code
+        # runs, so it cannot take part in a deadlock with the caller's locks.
+        self._lock = threading.Lock()
+        self._flights: dict[Any, _Flight] = {}
+        # thread ident -> the flight that thread is blocked on; lets _join see
+        # a cycle of threads waiting on each other's flights.
+        self._waiting: dict[int, _Flight] = {}
+        self._calls = 0
+        self._executions = 0
+        self._shared = 0
+        self._errors = 0
+        self._timeouts = 0
+        _fork.register(self)
+
+    # -- the blocking forms ------------------------------------------------
+
+    def do(self, key: K, fn: Callable[..., V], /, *args: Any, **kwargs: Any) -> V:
+        """Return ``fn(*args, **kwargs)``, run once for all concurrent callers of ``key``.
+
+        The first caller runs ``fn``; callers that arrive while it runs wait
+        and get the same object, or raise a copy of the same exception.
+
+        Raises:
+            FlightTimeoutError: a follower waited longer than the group's timeout.
+            LeaderInterrupted: the leader was stopped by a ``BaseException``.
+            ReentrantCallError: this thread is running the flight for ``key``.
+            WaitCycleError: waiting would close a cycle of waiting flights.
+            UnhashableKeyError: ``key`` is unhashable (also a ``TypeError``).
+
+        Example::
+
+            >>> Group().do("answer", int, "42")
+            42
+        """
+        return self._call(key, fn, args, kwargs, self._timeout)  # type: ignore[no-any-return]
+
+    def call(
+        self,
+        key: K,
+        fn: Callable[..., V],
+        /,
+        args: tuple[Any, ...] = (),
+        kwargs: dict[str, Any] | None = None,
+        *,
+        timeout: float | None = DEFAULT,
+    ) -> CallInfo[V]:
+        """Like :meth:`do`, but return a :class:`CallInfo` and take a per-call timeout.
+
+        ``args`` and ``kwargs`` are passed to ``fn`` explicitly, so that
+        ``timeout`` (seconds this caller waits as a follower; ``None`` waits
+        for ever; by default the group's) cannot clash with ``fn``'s own
+        arguments.
+
+        Example::
+
+            >>> info = Group().call("k", sum, ([1, 2],))
+            >>> info.value, info.leader, info.shared
+            (3, True, False)
+        """
+        wait = self._timeout if timeout is DEFAULT else _check_timeout(timeout)
+        me = _get_ident()
+        flight, leader = self._enter(key, me)
+        if leader:
+            value = self._lead(flight, fn, args, kwargs or {})
+            # Final: followers only change while the flight is in the map.
+            return CallInfo(value, True, flight.followers > 0)
+        return CallInfo(self._follow(flight, me, wait), False, True)
+
+    # -- the handle forms --------------------------------------------------
+
+    def submit(self, executor: Executor, key: K, fn: Callable[..., V], /, *args: Any, **kwargs: Any) -> Future[V]:
+        """Join the flight for ``key``, or start it on ``executor``; never block.
+
+        Returns a new ``concurrent.futures.Future`` for this caller alone:
+        cancelling it, or waiting on it with a timeout, affects no other
+        caller and does not stop the flight. It gets the flight's result, or
+        its own copy of the flight's exception.
+
+        Raises:
+            RuntimeError: the executor refused the work (for example it was
+                shut down); callers that already joined get the same error.
+
+        Example::
+
+            >>> from concurrent.futures import ThreadPoolExecutor
+            >>> with ThreadPoolExecutor() as pool:
+            ...     Group().submit(pool, "k", pow, 2, 10).result()
+            1024
+        """
+        return self._handle(key, fn, args, kwargs, executor.submit)
+
+    async def do_async(self, key: K, fn: Callable[..., V], /, *args: Any, **kwargs: Any) -> V:
+        """Await the flight for ``key`` from asyncio, sharing it with threads.
+
+        A flight already led by a thread (or another task) is joined; else
+        ``fn`` runs in the event loop's default executor. Cancelling the
+        awaiting task cancels only this caller's wait, never the flight.
+
+        Example::
+
+            >>> import asyncio
+            >>> asyncio.run(Group().do_async("k", max, 1, 2))
+            2
+        """
+        import asyncio  # noqa: PLC0415 - keep asyncio off the import path of sync users
+
+        loop = asyncio.get_running_loop()
+
+        def start(run: Callable[..., object], *a: Any) -> Awaitable[object]:
+            return loop.run_in_executor(None, run, *a)
+
+        handle = self._handle(key, fn, args, kwargs, start)
+        return await asyncio.wrap_future(handle)
+
+    # -- forgetting and introspection ------------------------------------------
+
+    def forget(self, key: K) -> bool:
+        """Drop ``key`` so that the next call starts a new flight.
+
+        The running flight goes on, its callers still get its outcome, and
+        when it lands it does not remove the new flight. Returns whether a
+        flight was dropped.
+        """
+        with self._lock:
+            try:
+                return self._flights.pop(key, None) is not None
+            except TypeError:
+                raise UnhashableKeyError(key) from None
+
+    def forget_unshared(self, key: K) -> bool:
+        """Forget ``key`` only if nobody has joined its flight; return whether it did."""
+        with self._lock:
+            try:
+                flight = self._flights.get(key)
+            except TypeError:
+                raise UnhashableKeyError(key) from None
+            if flight is None or flight.followers:
+                return False
+            del self._flights[key]
+            return True
+
+    def in_flight(self, key: K) -> bool:
+        """Whether a flight for ``key`` is running now."""
+        with self._lock:
+            try:
+                return key in self._flights
+            except TypeError:
+                raise UnhashableKeyError(key) from None
+
+    def __contains__(self, key: object) -> bool:
+        return self.in_flight(key)  # type: ignore[arg-type]
+
+    def __len__(self) -> int:
+        """The number of keys in flight now."""
+        with self._lock:
+            return len(self._flights)
+
+    def keys(self) -> list[K]:
+        """A snapshot of the keys in flight now."""
+        with self._lock:
+            return list(self._flights)
+
+    def stats(self) -> FlightStats:
+        """Return the counters as a :class:`FlightStats`, read atomically."""
+        with self._lock:
+            return FlightStats(
+                self._calls, self._executions, self._shared, self._errors, self._timeouts, len(self._flights)
+            )
+
+    def reset_stats(self) -> None:
+        """Zero the counters (``in_flight`` always reflects the map)."""
+        with self._lock:
+            self._calls = self._executions = self._shared = self._errors = self._timeouts = 0
+
+    def __repr__(self) -> str:
+        s = self.stats()
+        return f"<{type(self).__name__} in_flight={s.in_flight} calls={s.calls} executions={s.executions}>"
+
+    # -- internals ---------------------------------------------------------------
+
+    def _enter(self, key: Any, me: int) -> tuple[_Flight, bool]:
+        """Lead a new flight for ``key`` or join the running one."""
+        with self._lock:
+            try:
+                flight = self._flights.get(key)
+            except TypeError:
+                raise UnhashableKeyError(key) from None
+            if flight is None:
+                flight = _Flight(key, me)
+                self._flights[key] = flight
+                self._calls += 1
+                self._executions += 1
+                return flight, True
+            self._join(flight, me)
+            return flight, False
+
+    def _call(
+        self, key: Any, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], timeout: float | None
+    ) -> Any:
+        me = _get_ident()
+        flight, leader = self._enter(key, me)
+        if leader:
+            return self._lead(flight, fn, args, kwargs)
+        return self._follow(flight, me, timeout)
+
+    def _join(self, flight: _Flight, me: int) -> None:
+        """Register ``me`` as a follower of ``flight``. Caller holds ``_lock``."""
+        owner = flight.owner
+        if owner == me:
+            raise ReentrantCallError(flight.key)
+        if self._waiting and owner is not None:
+            # Walk owner -> the flight it waits on -> that flight's owner ...
+            # Reaching ``me`` means every thread on the path would wait for
+            # ever. The walk is bounded because no cycle is ever admitted.
+            path = [flight.key]
+            nxt = self._waiting.get(owner)
+            while nxt is not None:
+                path.append(nxt.key)
+                if nxt.owner == me:
+                    raise WaitCycleError(flight.key, tuple(path))
+                if nxt.owner is None:
+                    break
+                nxt = self._waiting.get(nxt.owner)
+        if not flight.armed:
+            flight._arm()
+        flight.followers += 1
+        self._calls += 1
+        self._waiting[me] = flight
+        if _log.isEnabledFor(logging.DEBUG):
+            _log.debug("joined flight for key %r (%d followers)", flight.key, flight.followers)
+
+    def _lead(self, flight: _Flight, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        if self._on_end is not None:
+            flight.started = time.perf_counter()
+        value: Any = None
+        error: BaseException | None = None
+        try:
+            value = fn(*args, **kwargs)
+            return value  # noqa: TRY300 - the finally below must see the value
+        except Exception as exc:
+            error = exc
+            raise
+        except BaseException as exc:
+            # The leader re-raises the original; followers get a library
+            # error caused by it, never a KeyboardInterrupt in their thread.
+            error = _interrupted(flight.key, exc)
+            raise
+        finally:
+            self._land(flight, value, error)
+            # The traceback of ``error`` holds this frame: drop the locals
+            # that would keep the flight and its outcome alive in a cycle.
+            flight = value = error = None  # type: ignore[assignment]
+
+    def _land(self, flight: _Flight, value: Any, error: BaseException | None) -> None:
+        # Publishing the outcome and removing the key are one critical section:
+        # once ``landed`` is set nobody can join, and every caller that joined
+        # before is in ``followers``/``handles`` and will be woken below.
+        key = flight.key
+        with self._lock:
+            flight.landed = True
+            current = self._flights.pop(key, None)
+            if current is not flight and current is not None:
+                # forget() dropped our key and a new flight took it: keep that one.
+                self._flights[key] = current
+            self._shared += flight.followers
+            if error is not None:
+                self._errors += 1
+            armed = flight.armed
+            handles = flight.handles
+            orphaned = flight.orphaned
+        if orphaned:
+            # Inherited across fork(): its waiters were completed in the child
+            # at fork time and this leader's own thread has its answer.
+            return
+        if armed:
+            if error is None:
+                flight.set_result(value)
+            else:
+                flight.set_exception(error)
+        if handles is not None:
+            for handle in handles:
+                _deliver(handle, value, error)
+        if error is not None and _log.isEnabledFor(logging.DEBUG):
+            _log.debug("flight for key %r failed with %r (%d followers)", key, error, flight.followers)
+        if self._on_end is not None:
+            self._report(flight, error)
+
+    def _report(self, flight: _Flight, error: BaseException | None) -> None:
+        if error is None:
+            outcome = "ok"
+        elif isinstance(error, LeaderInterrupted):
+            outcome = "interrupted"
+        else:
+            outcome = "error"
+        record = FlightRecord(flight.key, time.perf_counter() - flight.started, flight.followers, outcome, error)
+        try:
+            self._on_end(record)  # type: ignore[misc]
+        except Exception:
+            _log.exception("on_flight_end hook raised for key %r; the flight itself is unaffected", flight.key)
+
+    def _follow(self, flight: _Flight, me: int, timeout: float | None) -> Any:
+        try:
+            error = flight.exception(timeout)
+        except _FutureTimeout:
+            if self._abandon(flight, me, timed_out=True):
+                raise FlightTimeoutError(flight.key, timeout or 0.0) from None
+            # The flight landed while we gave up: its outcome is being
+            # published right now, so take it instead of reporting a timeout.
+            error = flight.exception()
+        except BaseException:
+            # Interrupted while waiting (KeyboardInterrupt in the main thread):
+            # leave quietly, the flight goes on for the others.
+            self._abandon(flight, me, timed_out=False)
+            raise
+        else:
+            with self._lock:
+                self._waiting.pop(me, None)
+        if error is None:
+            return flight.result()
+        raise _caller_copy(error)
+
+    def _abandon(self, flight: _Flight, me: int, *, timed_out: bool) -> bool:
+        """Withdraw a follower that stops waiting; False if the flight already landed."""
+        with self._lock:
+            self._waiting.pop(me, None)
+            if flight.landed:
+                return False
+            flight.followers -= 1
+            if timed_out:
+                self._timeouts += 1
+        if timed_out and _log.isEnabledFor(logging.DEBUG):
+            _log.debug("a follower of key %r timed out", flight.key)
+        return True
+
+    def _handle(
+        self,
+        key: Any,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        start: Callable[..., object],
+    ) -> Future[Any]:
+        handle: Future[Any] = Future()
+        with self._lock:
+            try:
+                flight = self._flights.get(key)
+            except TypeError:
+                raise UnhashableKeyError(key) from None
+            self._calls += 1
+            if flight is None:
+                flight = _Flight(key, None)
+                self._flights[key] = flight
+                self._executions += 1
+                leader = True
+            else:
+                # A handle never blocks here, so it cannot close a wait cycle.
+                if not flight.armed:
+                    flight._arm()
+                flight.followers += 1
+                leader = False
+            if flight.handles is None:
+                flight.handles = [handle]
+            else:
+                flight.handles.append(handle)
+        if leader:
+            try:
+                start(self._run, flight, fn, args, kwargs)
+            except BaseException as exc:
+                # The executor refused the work: land the flight so nobody who
+                # joined meanwhile waits for a run that will never happen.
+                self._land(flight, None, exc if isinstance(exc, Exception) else _interrupted(key, exc))
+                raise
+        return handle
+
+    def _run(self, flight: _Flight, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        with self._lock:
+            flight.owner = _get_ident()
+        # An Exception was delivered to every handle by _land; the
+        # executor's own future for this task is never read.
+        with contextlib.suppress(Exception):
+            self._lead(flight, fn, args, kwargs)
+
+    def _after_fork_in_child(self) -> None:
+        """Reset the map in a forked child; its flights belong to parent threads."""
+        self._lock = threading.Lock()
+        old = list(self._flights.values())
+        self._flights = {}
+        self._waiting = {}
+        for flight in old:
+            flight.orphaned = True
+            if flight.handles:
+                err = LeaderInterrupted(flight.key, "runs in the parent process; this process was forked from it")
+                for handle in flight.handles:
+                    # A parent thread may have held this handle's lock at fork time.
+                    handle._condition = threading.Condition()
+                    _deliver(handle, None, err)
+
+
+def _deliver(handle: Future[Any], value: Any, error: BaseException | None) -> None:
+    # set_running_or_notify_cancel() is False when this caller cancelled its
+    # handle; after it returns True a cancel() can no longer race the result.
+    if not handle.set_running_or_notify_cancel():
+        return
+    if error is None:
+        handle.set_result(value)
+    else:
+        handle.set_exception(_caller_copy(error))

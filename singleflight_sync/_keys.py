@@ -1,0 +1,178 @@
+"""Keys: public helpers for ``key=`` and the decorator's signature normaliser."""
+
+from __future__ import annotations
+
+import inspect
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Hashable
+
+__all__ = ["hashkey", "methodkey", "typedkey"]
+
+
+class _KwMark:
+    """Separates positional arguments from keyword items in a helper key."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<kwargs>"
+
+    def __reduce__(self) -> str:
+        return "_KWMARK"
+
+
+_KWMARK = _KwMark()
+
+
+def hashkey(*args: Hashable, **kwargs: Hashable) -> tuple[Hashable, ...]:
+    """Return a key for these arguments: positional values, then sorted keyword items.
+
+    Keyword items follow a private marker, so ``hashkey(b=2)`` never equals
+    ``hashkey(("b", 2))``. It does not look at a signature: ``f(1, b=2)`` and
+    ``f(1, 2)`` get different keys (the decorator's default key does better).
+
+    Example::
+
+        >>> hashkey(1, b=2) == hashkey(1, b=2)
+        True
+    """
+    if not kwargs:
+        return args
+    return (*args, _KWMARK, *sorted(kwargs.items()))
+
+
+def typedkey(*args: Hashable, **kwargs: Hashable) -> tuple[Hashable, ...]:
+    """Like :func:`hashkey`, but ``1`` and ``1.0`` (equal, different types) get different keys.
+
+    Example::
+
+        >>> typedkey(1) == typedkey(1.0)
+        False
+    """
+    key = hashkey(*args, **kwargs)
+    return (*key, *(type(v) for v in args), *(type(v) for _, v in sorted(kwargs.items())))
+
+
+def methodkey(self: object, *args: Hashable, **kwargs: Hashable) -> tuple[Hashable, ...]:
+    """Like :func:`hashkey`, but ignore ``self``: every instance shares one flight per arguments.
+
+    Example::
+
+        >>> methodkey(object(), 1) == methodkey(object(), 1)
+        True
+    """
+    return hashkey(*args, **kwargs)
+
+
+_EMPTY = inspect.Parameter.empty
+_POS_KINDS = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+
+
+class _Unbindable(Exception):
+    """The arguments do not fit the signature; the function itself will say why."""
+
+
+def make_normaliser(
+    fn: Callable[..., Any], *, typed: bool
+) -> Callable[[tuple[Any, ...], dict[str, Any]], tuple[Any, ...]]:
+    """Build ``key(args, kwargs)`` that maps every spelling of a call to one tuple.
+
+    The key has a fixed shape for the signature: one slot per positional
+    parameter, then ``*args`` as one tuple, one slot per keyword-only
+    parameter, then ``**kwargs`` as one sorted tuple of items. Defaults are
+    filled in, so ``f(1)``, ``f(1, 2)``, ``f(1, b=2)`` and ``f(a=1, b=2)`` agree
+    when ``b`` defaults to 2, and no value can move into another's slot.
+    Everything that depends only on the signature is computed here, once.
+
+    Raises ``_Unbindable`` when the arguments do not fit.
+    """
+    params = list(inspect.signature(fn).parameters.values())
+    positional = [p for p in params if p.kind in _POS_KINDS]
+    npos = len(positional)
+    pos_names = tuple(p.name for p in positional)
+    pos_defaults = tuple(p.default for p in positional)
+    # names that may be given by keyword (positional-only ones may not)
+    by_keyword = tuple(p.kind is not inspect.Parameter.POSITIONAL_ONLY for p in positional)
+    has_varargs = any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in params)
+    kwonly = [p for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY]
+    kw_names = tuple(p.name for p in kwonly)
+    kw_defaults = tuple(p.default for p in kwonly)
+    has_varkw = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
+    simple = not has_varargs and not kwonly and not has_varkw
+
+    def bind(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
+        nargs = len(args)
+        if simple and not kwargs and nargs == npos:
+            return args  # the common case: every parameter given positionally
+        if nargs > npos and not has_varargs:
+            raise _Unbindable
+        rest = dict(kwargs) if kwargs else {}
+        values = list(args[:npos])
+        for i in range(min(nargs, npos)):
+            if by_keyword[i] and pos_names[i] in rest:
+                raise _Unbindable  # given twice
+        for i in range(nargs, npos):
+            name = pos_names[i]
+            if by_keyword[i] and name in rest:
+                values.append(rest.pop(name))
+            elif pos_defaults[i] is not _EMPTY:
+                values.append(pos_defaults[i])
+            else:
+                raise _Unbindable  # missing
+        if has_varargs:
+            values.append(args[npos:])
+        for name, default in zip(kw_names, kw_defaults, strict=False):
+            if name in rest:
+                values.append(rest.pop(name))
+            elif default is not _EMPTY:
+                values.append(default)
+            else:
+                raise _Unbindable
+        if has_varkw:
+            values.append(tuple(sorted(rest.items())))
+        elif rest:
+            raise _Unbindable  # unexpected keyword
+        return tuple(values)
+
+    if not typed:
+        return bind
+
+    def bind_typed(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
+        key = bind(args, kwargs)
+        last = len(key) - 1
+        types: list[type] = []
+        for i, value in enumerate(key):
+            if has_varargs and i == npos:
+                types.extend(type(v) for v in value)
+            elif has_varkw and i == last:
+                types.extend(type(v) for _, v in value)
+            else:
+                types.append(type(value))
+        return (*key, tuple(types))
+
+    return bind_typed
+
+
+def describe_unhashable(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
+    """Name the first argument of a call to ``fn`` that cannot be hashed."""
+    try:
+        bound = inspect.signature(fn).bind(*args, **kwargs)
+    except TypeError:
+        return None
+    for name, value in bound.arguments.items():
+        kind = bound.signature.parameters[name].kind
+        items: list[tuple[str, Any]]
+        if kind is inspect.Parameter.VAR_POSITIONAL:
+            items = [(f"{name}[{i}]", v) for i, v in enumerate(value)]
+        elif kind is inspect.Parameter.VAR_KEYWORD:
+            items = [(k, v) for k, v in value.items()]
+        else:
+            items = [(name, value)]
+        for label, v in items:
+            try:
+                hash(v)
+            except TypeError:
+                return f"argument {label!r} ({type(v).__name__})"
+    return None
