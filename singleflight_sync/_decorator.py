@@ -45,7 +45,7 @@ class SingleFlightFunction(Generic[P, R]):
         # A group passed in may serve other functions too: scope this
         # function's keys by the function itself so that f(1) and g(1) never
         # share a flight by accident.
-        self._scope = fn if group is not None else None
+        self._scope = self.group._scope_for(fn) if group is not None else None
         if key is None:
             try:
                 self._bind = make_normaliser(fn, typed=typed)

@@ -389,6 +389,14 @@ class Group(Generic[K, V]):
 
     # -- internals ---------------------------------------------------------------
 
+    def _scope_for(self, fn: Callable[..., Any]) -> Hashable:
+        """The prefix that keeps a decorated function's keys apart in a shared group.
+
+        In one process the function object itself is exact. A group shared
+        across processes overrides this with a stable text name.
+        """
+        return fn
+
     def _enter(self, key: Any, me: int) -> tuple[_Flight, bool]:
         """Lead a new flight for ``key`` or join the running one."""
         with self._lock:
