@@ -15,6 +15,7 @@ Example::
 
 from __future__ import annotations
 
+from ._cache import MISSING, CacheFiller, cache_fill
 from ._decorator import BoundSingleFlightFunction, SingleFlightFunction, singleflight
 from ._errors import (
     FlightTimeoutError,
@@ -29,7 +30,9 @@ from ._keys import hashkey, methodkey, typedkey
 from ._version import __version__
 
 __all__ = [
+    "MISSING",
     "BoundSingleFlightFunction",
+    "CacheFiller",
     "CallInfo",
     "FlightRecord",
     "FlightStats",
@@ -42,6 +45,7 @@ __all__ = [
     "UnhashableKeyError",
     "WaitCycleError",
     "__version__",
+    "cache_fill",
     "hashkey",
     "methodkey",
     "singleflight",

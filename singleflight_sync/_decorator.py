@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import functools
 import inspect
-from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar, overload
 
 from ._errors import UnhashableKeyError
 from ._group import FlightStats, Group, _check_timeout
-from ._keys import _Unbindable, describe_unhashable, hashkey, make_normaliser
+from ._keys import _POS_KINDS, _Unbindable, describe_unhashable, hashkey, make_normaliser
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Hashable
@@ -18,7 +18,9 @@ if TYPE_CHECKING:
 __all__ = ["BoundSingleFlightFunction", "SingleFlightFunction", "singleflight"]
 
 P = ParamSpec("P")
+P2 = ParamSpec("P2")
 R = TypeVar("R")
+T = TypeVar("T")
 
 
 class SingleFlightFunction(Generic[P, R]):
@@ -38,32 +40,53 @@ class SingleFlightFunction(Generic[P, R]):
         group: Group[Any, Any] | None,
         typed: bool,
     ) -> None:
+        # Copy the metadata first, __dict__ included as functools does, so
+        # that nothing copied can replace this wrapper's own state below: a
+        # function attribute named "group" or "forget", or the state of an
+        # inner @singleflight when one is stacked on another.
+        functools.update_wrapper(self, fn)
+        for name in _RESERVED.intersection(self.__dict__):
+            del self.__dict__[name]
         self._fn = fn
         self.group: Group[Any, Any] = group if group is not None else Group(timeout=timeout)
-        self._timeout = self.group._timeout if timeout is None else timeout
+        # None means "the group's"; a timeout too long for a lock to wait
+        # normalises to None too, which then means "wait for ever".
+        self._timeout = self.group._timeout if timeout is None else _check_timeout(timeout)
         self._keyfn = key
         # A group passed in may serve other functions too: scope this
         # function's keys by the function itself so that f(1) and g(1) never
         # share a flight by accident.
         self._scope = self.group._scope_for(fn) if group is not None else None
-        if key is None:
+        self._bind: Callable[[tuple[Any, ...], dict[str, Any]], Hashable]
+        if key is not None:
+            self._bind = _user_binder(key)
+        else:
             try:
                 self._bind = make_normaliser(fn, typed=typed)
             except (TypeError, ValueError):  # no introspectable signature (some builtins)
                 self._bind = _fallback_binder(typed=typed)
         self._name: str = getattr(fn, "__qualname__", repr(fn))
-        functools.update_wrapper(self, fn)
 
-    def _key(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Hashable:
-        key = self._bind(args, kwargs) if self._keyfn is None else self._keyfn(*args, **kwargs)
+    def _key(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """The scoped key of a call, or ``_NO_KEY`` when the arguments do not fit the function."""
+        try:
+            key = self._bind(args, kwargs)
+        except _Unbindable:
+            return _NO_KEY
+        except TypeError:
+            # key= raised. If the arguments do not fit the function either,
+            # the function's own error is the one worth showing.
+            if self._keyfn is None or self._fits(args, kwargs):
+                raise
+            return _NO_KEY
         return key if self._scope is None else (self._scope, key)
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            key = self._key(args, kwargs)
-        except _Unbindable:
-            # The arguments do not fit the signature: let the function raise
-            # its own TypeError, exactly as an undecorated call would.
+        key = self._key(args, kwargs)
+        if key is _NO_KEY:
+            # Called outside the except clause that found it, so the
+            # function's own TypeError is exactly an undecorated call's,
+            # with no internal exception chained to it.
             return self._fn(*args, **kwargs)
         try:
             return self.group._call(key, self._fn, args, kwargs, self._timeout)  # type: ignore[no-any-return]
@@ -73,12 +96,16 @@ class SingleFlightFunction(Generic[P, R]):
             raise self._unhashable(key, args, kwargs) from None
 
     def forget(self, *args: P.args, **kwargs: P.kwargs) -> bool:
-        """Forget the flight these arguments would join; see :meth:`Group.forget`."""
-        try:
-            key = self._key(args, kwargs)
-        except _Unbindable:
+        """Forget the flight these arguments would join; see :meth:`Group.forget`.
+
+        Raises:
+            TypeError: the arguments do not fit the function's signature.
+            UnhashableKeyError: an argument (or the ``key=`` result) is unhashable.
+        """
+        key = self._key(args, kwargs)
+        if key is _NO_KEY:
             msg = f"{self._name}.forget() takes the same arguments as the function; these do not fit its signature"
-            raise TypeError(msg) from None
+            raise TypeError(msg)
         try:
             return self.group.forget(key)
         except UnhashableKeyError:
@@ -88,6 +115,16 @@ class SingleFlightFunction(Generic[P, R]):
         """The counters of :attr:`group` (shared with every user of that group)."""
         return self.group.stats()
 
+    def _fits(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+        """Whether the arguments bind to the function's signature (error path only)."""
+        try:
+            make_normaliser(self._fn, typed=False)(args, kwargs)
+        except _Unbindable:
+            return False
+        except (TypeError, ValueError):  # no signature to check against: trust the key function's error
+            return True
+        return True
+
     def _unhashable(self, key: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> UnhashableKeyError:
         name = self._name
         if self._keyfn is not None:
@@ -96,30 +133,65 @@ class SingleFlightFunction(Generic[P, R]):
                 "make it return a hashable value such as a tuple"
             )
             return UnhashableKeyError(key, msg)
-        what = describe_unhashable(self._fn, args, kwargs) or "an argument"
+        found = describe_unhashable(self._fn, args, kwargs)
+        if found is None:
+            what = "an argument"
+            example = "key=lambda items: tuple(items)"
+        else:
+            label, type_name = found
+            what = f"argument {label!r} ({type_name})"
+            if label in {"self", "cls"}:
+                # The instance is alive while its flight runs, so its id is unique for that time.
+                example = f"key=lambda {label}, *args: (id({label}), *args)"
+            else:
+                example = f"one that turns {label!r} into a tuple or a frozenset"
         msg = (
             f"{name}(): {what} is unhashable, so calls cannot be matched; "
-            "pass key= to @singleflight to build a hashable key (for example key=lambda items: tuple(items))"
+            f"pass key= to @singleflight to build a hashable key (for example {example})"
         )
         return UnhashableKeyError(key, msg)
 
     @overload
     def __get__(self, obj: None, objtype: type | None = None) -> Self: ...
     @overload
-    def __get__(self, obj: object, objtype: type | None = None) -> BoundSingleFlightFunction[R]: ...
-    def __get__(self, obj: object | None, objtype: type | None = None) -> Self | BoundSingleFlightFunction[R]:
+    def __get__(
+        self: SingleFlightFunction[Concatenate[T, P2], R], obj: T, objtype: type | None = None
+    ) -> BoundSingleFlightFunction[P2, R]: ...
+    def __get__(self, obj: object | None, objtype: type | None = None) -> Any:
         if obj is None:
             return self
         return BoundSingleFlightFunction(self, obj)
+
+    def __reduce__(self) -> str:
+        # Pickled by reference, like a function or an lru_cache wrapper
+        # (ProcessPoolExecutor.submit(fn, ...)); the group is per process.
+        return self._name
 
     def __repr__(self) -> str:
         return f"<singleflight {self._name!r}>"
 
 
-class BoundSingleFlightFunction(Generic[R]):
+# Names of SingleFlightFunction's own members that a wrapped function's
+# __dict__ must not shadow on the instance.
+_RESERVED = frozenset(name for name in vars(SingleFlightFunction) if not name.startswith("__"))
+
+
+class _NoKey:
+    """Sentinel type: the arguments do not fit the function's signature."""
+
+    __slots__ = ()
+
+
+_NO_KEY: Any = _NoKey()
+
+
+class BoundSingleFlightFunction(Generic[P, R]):
     """A :class:`SingleFlightFunction` bound to an instance: ``obj.method``.
 
     The instance is part of every key, so each instance dedupes its own calls.
+    Like a bound method it compares equal to another binding of the same
+    function to the same instance, and reads other attributes
+    (``__name__``, ``__qualname__``) from the function.
     """
 
     __slots__ = ("__func__", "__self__")
@@ -128,10 +200,10 @@ class BoundSingleFlightFunction(Generic[R]):
         self.__func__ = func
         self.__self__ = instance
 
-    def __call__(self, *args: Any, **kwargs: Any) -> R:
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         return self.__func__(self.__self__, *args, **kwargs)
 
-    def forget(self, *args: Any, **kwargs: Any) -> bool:
+    def forget(self, *args: P.args, **kwargs: P.kwargs) -> bool:
         """Forget the flight ``obj.method(*args, **kwargs)`` would join."""
         return self.__func__.forget(self.__self__, *args, **kwargs)
 
@@ -141,14 +213,63 @@ class BoundSingleFlightFunction(Generic[R]):
 
     @property
     def group(self) -> Group[Any, Any]:
+        """The :class:`Group` that holds the method's flights."""
         return self.__func__.group
 
     @property
     def __wrapped__(self) -> Callable[..., R]:
         return self.__func__.__wrapped__  # type: ignore[no-any-return, attr-defined]
 
+    @property
+    def __signature__(self) -> inspect.Signature:
+        # Without this, inspect.signature() would follow __wrapped__ to the
+        # plain function and show the instance's parameter as well.
+        sig = inspect.signature(self.__func__)
+        params = list(sig.parameters.values())
+        if params and params[0].kind in _POS_KINDS:
+            params = params[1:]
+        return sig.replace(parameters=params)
+
+    def __getattr__(self, name: str) -> Any:
+        if name in {"__func__", "__self__"}:  # a slot not set yet (mid-copy): do not recurse
+            raise AttributeError(name)
+        return getattr(self.__func__, name)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, BoundSingleFlightFunction):
+            return NotImplemented
+        return self.__func__ is other.__func__ and self.__self__ is other.__self__
+
+    def __hash__(self) -> int:
+        return hash((self.__func__, id(self.__self__)))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (getattr, (self.__self__, getattr(self.__func__, "__name__", self.__func__._name)))
+
     def __repr__(self) -> str:
         return f"<bound singleflight {self.__func__._name!r} of {self.__self__!r}>"
+
+
+class _SingleFlightClassMethod(classmethod):  # type: ignore[type-arg]
+    """``@singleflight`` over ``@classmethod``: bind to the class, keeping ``.forget``.
+
+    A plain classmethod stopped binding the object it wraps in Python 3.13; it
+    would hand out ``MethodType(function, cls)``, whose ``.forget(x)`` builds
+    a key without the class and never matches a call.
+    """
+
+    def __get__(self, obj: object, objtype: type | None = None) -> Any:
+        if objtype is None:
+            objtype = type(obj)
+        func: SingleFlightFunction[..., Any] = self.__func__  # type: ignore[assignment]
+        return BoundSingleFlightFunction(func, objtype)
+
+
+def _user_binder(key: Callable[..., Hashable]) -> Callable[[tuple[Any, ...], dict[str, Any]], Hashable]:
+    def bind(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Hashable:
+        return key(*args, **kwargs)
+
+    return bind
 
 
 def _fallback_binder(*, typed: bool) -> Callable[[tuple[Any, ...], dict[str, Any]], tuple[Any, ...]]:
@@ -228,6 +349,8 @@ def singleflight(
     _check_options(key, timeout, group, typed)
 
     def decorate(f: Any) -> Any:
+        if type(f) is classmethod:
+            return _SingleFlightClassMethod(decorate(f.__func__))
         if isinstance(f, (classmethod, staticmethod)):
             return type(f)(decorate(f.__func__))
         if not callable(f):

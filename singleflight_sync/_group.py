@@ -116,6 +116,7 @@ class _Flight(Future[Any]):
     landed = False
     orphaned = False
     handles: list[Future[Any]] | None = None
+    starter: Future[Any] | None = None  # the handle whose submit() started the flight
     started = 0.0
 
     def __init__(self, key: Any, owner: int | None) -> None:
@@ -157,6 +158,11 @@ def _caller_copy(exc: BaseException) -> BaseException:
         return exc
     if type(dup) is not type(exc):
         return exc
+    notes = getattr(exc, "__notes__", None)
+    if isinstance(notes, list):
+        # copy.copy shares the instance __dict__'s values: give each caller
+        # its own list so add_note() on one copy does not show up in the others.
+        dup.__notes__ = list(notes)  # type: ignore[attr-defined]
     dup.__traceback__ = None
     dup.__cause__ = exc
     return dup
@@ -171,6 +177,10 @@ def _check_timeout(timeout: Any, name: str = "timeout") -> float | None:
     if not timeout > 0:  # also rejects NaN
         msg = f"{name} must be > 0 seconds (or None to wait as long as the leader runs), got {timeout!r}"
         raise ValueError(msg)
+    if timeout > threading.TIMEOUT_MAX:
+        # Longer than a lock can wait (math.inf included): Condition.wait
+        # would raise OverflowError in the follower, so wait for ever instead.
+        return None
     return float(timeout)
 
 
@@ -271,11 +281,16 @@ class Group(Generic[K, V]):
         wait = self._timeout if timeout is DEFAULT else _check_timeout(timeout)
         me = _get_ident()
         flight, leader = self._enter(key, me)
-        if leader:
-            value = self._lead(flight, fn, args, kwargs or {})
-            # Final: followers only change while the flight is in the map.
-            return CallInfo(value, True, flight.followers > 0)
-        return CallInfo(self._follow(flight, me, wait), False, True)
+        try:
+            if leader:
+                value = self._lead(flight, fn, args, kwargs or {})
+                # Final: followers only change while the flight is in the map.
+                return CallInfo(value, True, flight.followers > 0)
+            return CallInfo(self._follow(flight, me, wait), False, True)
+        finally:
+            # A raised exception's traceback holds this frame, and an armed
+            # flight holds that exception: drop the flight to break the cycle.
+            flight = None  # type: ignore[assignment]
 
     # -- the handle forms --------------------------------------------------
 
@@ -305,7 +320,8 @@ class Group(Generic[K, V]):
 
         A flight already led by a thread (or another task) is joined; else
         ``fn`` runs in the event loop's default executor. Cancelling the
-        awaiting task cancels only this caller's wait, never the flight.
+        awaiting task cancels only this caller's wait, never the flight. The
+        group's ``timeout`` bounds the wait (:class:`FlightTimeoutError`).
 
         Example::
 
@@ -321,7 +337,23 @@ class Group(Generic[K, V]):
             return loop.run_in_executor(None, run, *a)
 
         handle = self._handle(key, fn, args, kwargs, start)
-        return await asyncio.wrap_future(handle)
+        waiter: asyncio.Future[V] | None = None
+        try:
+            waiter = asyncio.wrap_future(handle)
+            if self._timeout is None:
+                return await waiter
+            try:
+                # shield: a timeout must not cancel the handle before we know
+                # whether its result is already being delivered.
+                return await asyncio.wait_for(asyncio.shield(waiter), self._timeout)
+            except (asyncio.TimeoutError, TimeoutError):
+                if not self._withdraw(key, handle):
+                    return await waiter  # delivery began as we gave up: take it
+                raise FlightTimeoutError(key, self._timeout) from None
+        finally:
+            # A raised copy's traceback holds this frame, and the handle holds
+            # that copy: drop the handle to break the cycle.
+            handle = waiter = None  # type: ignore[assignment]
 
     # -- forgetting and introspection ------------------------------------------
 
@@ -334,9 +366,15 @@ class Group(Generic[K, V]):
         """
         with self._lock:
             try:
-                return self._flights.pop(key, None) is not None
+                # get(), not pop(): dict.pop() on an empty dict never hashes
+                # the key, so an unhashable key would pass silently.
+                flight = self._flights.get(key)
             except TypeError:
                 raise UnhashableKeyError(key) from None
+            if flight is None:
+                return False
+            del self._flights[key]
+            return True
 
     def forget_unshared(self, key: K) -> bool:
         """Forget ``key`` only if nobody has joined its flight; return whether it did."""
@@ -418,9 +456,14 @@ class Group(Generic[K, V]):
     ) -> Any:
         me = _get_ident()
         flight, leader = self._enter(key, me)
-        if leader:
-            return self._lead(flight, fn, args, kwargs)
-        return self._follow(flight, me, timeout)
+        try:
+            if leader:
+                return self._lead(flight, fn, args, kwargs)
+            return self._follow(flight, me, timeout)
+        finally:
+            # A raised exception's traceback holds this frame, and an armed
+            # flight holds that exception: drop the flight to break the cycle.
+            flight = None  # type: ignore[assignment]
 
     def _join(self, flight: _Flight, me: int) -> None:
         """Register ``me`` as a follower of ``flight``. Caller holds ``_lock``."""
@@ -431,9 +474,12 @@ class Group(Generic[K, V]):
             # Walk owner -> the flight it waits on -> that flight's owner ...
             # Reaching ``me`` means every thread on the path would wait for
             # ever. The walk is bounded because no cycle is ever admitted.
+            # A landed flight ends the walk: its waiters were woken and are
+            # only about to remove their stale entries from _waiting, so its
+            # former owner (maybe ``me``, calling again) is waited on by nobody.
             path = [flight.key]
             nxt = self._waiting.get(owner)
-            while nxt is not None:
+            while nxt is not None and not nxt.landed:
                 path.append(nxt.key)
                 if nxt.owner == me:
                     raise WaitCycleError(flight.key, tuple(path))
@@ -445,8 +491,6 @@ class Group(Generic[K, V]):
         flight.followers += 1
         self._calls += 1
         self._waiting[me] = flight
-        if _log.isEnabledFor(logging.DEBUG):
-            _log.debug("joined flight for key %r (%d followers)", flight.key, flight.followers)
 
     def _lead(self, flight: _Flight, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         if self._on_end is not None:
@@ -511,13 +555,17 @@ class Group(Generic[K, V]):
             outcome = "interrupted"
         else:
             outcome = "error"
-        record = FlightRecord(flight.key, time.perf_counter() - flight.started, flight.followers, outcome, error)
+        # started stays 0.0 when the function never ran (the executor refused it).
+        duration = time.perf_counter() - flight.started if flight.started else 0.0
+        record = FlightRecord(flight.key, duration, flight.followers, outcome, error)
         try:
             self._on_end(record)  # type: ignore[misc]
         except Exception:
             _log.exception("on_flight_end hook raised for key %r; the flight itself is unaffected", flight.key)
 
     def _follow(self, flight: _Flight, me: int, timeout: float | None) -> Any:
+        if _log.isEnabledFor(logging.DEBUG):  # outside the lock: a handler may call back into this group
+            _log.debug("joined the flight for key %r", flight.key)
         try:
             error = flight.exception(timeout)
         except _FutureTimeout:
@@ -536,7 +584,12 @@ class Group(Generic[K, V]):
                 self._waiting.pop(me, None)
         if error is None:
             return flight.result()
-        raise _caller_copy(error)
+        try:
+            raise _caller_copy(error)
+        finally:
+            # When the copy falls back to the shared instance, its traceback
+            # holds this frame: drop our references to it and to the flight.
+            flight = error = None  # type: ignore[assignment]
 
     def _abandon(self, flight: _Flight, me: int, *, timed_out: bool) -> bool:
         """Withdraw a follower that stops waiting; False if the flight already landed."""
@@ -568,6 +621,7 @@ class Group(Generic[K, V]):
             self._calls += 1
             if flight is None:
                 flight = _Flight(key, None)
+                flight.starter = handle
                 self._flights[key] = flight
                 self._executions += 1
                 leader = True
@@ -582,22 +636,65 @@ class Group(Generic[K, V]):
             else:
                 flight.handles.append(handle)
         if leader:
+            # The work goes to the executor in a list that _run empties: the
+            # executor's work item outlives the run whenever a traceback holds
+            # the frames that ran it (frame.f_back reaches the work item), and
+            # through the flight it would hold every handle and the outcome.
+            job: list[Any] = [flight, fn, args, kwargs]
             try:
-                start(self._run, flight, fn, args, kwargs)
+                task = start(self._run, job)
             except BaseException as exc:
                 # The executor refused the work: land the flight so nobody who
                 # joined meanwhile waits for a run that will never happen.
                 self._land(flight, None, exc if isinstance(exc, Exception) else _interrupted(key, exc))
+                # exc's traceback holds this frame and the executor's frames
+                # that got the job; the handles hold copies chained to exc.
+                job.clear()
+                flight = handle = job = None  # type: ignore[assignment]
                 raise
+            if isinstance(task, Future):
+                # An executor may drop queued work without running it
+                # (shutdown(cancel_futures=True), or a cancel() of its future):
+                # land the flight then, or its key would stay in flight for ever.
+                # The callback holds the job, not the flight: _run empties it.
+                task.add_done_callback(lambda task: self._dropped(job, task))
         return handle
 
-    def _run(self, flight: _Flight, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    def _withdraw(self, key: Any, handle: Future[Any]) -> bool:
+        """Cancel a handle whose caller timed out; False when its delivery already began."""
+        # cancel() is the arbiter: _deliver() moves the handle to RUNNING
+        # first, after which cancel() fails and the outcome is on its way.
+        if not handle.cancel():
+            return False
+        with self._lock:
+            flight = self._flights.get(key)
+            if flight is not None and flight.handles and handle in flight.handles and flight.starter is not handle:
+                flight.handles.remove(handle)
+                flight.followers -= 1
+                self._timeouts += 1
+        return True
+
+    def _dropped(self, job: list[Any], task: Future[Any]) -> None:
+        # A cancelled executor future never ran _run, so the job is still full.
+        if task.cancelled() and job:
+            flight = job[0]
+            job.clear()
+            self._land(flight, None, LeaderInterrupted(flight.key, "was cancelled by its executor before it ran"))
+
+    def _run(self, job: list[Any]) -> None:
+        flight, fn, args, kwargs = job
+        job.clear()
         with self._lock:
             flight.owner = _get_ident()
         # An Exception was delivered to every handle by _land; the
         # executor's own future for this task is never read.
-        with contextlib.suppress(Exception):
-            self._lead(flight, fn, args, kwargs)
+        try:
+            with contextlib.suppress(Exception):
+                self._lead(flight, fn, args, kwargs)
+        finally:
+            # The suppressed exception's traceback holds this frame, and the
+            # flight's handles hold copies chained to it: break that cycle.
+            flight = None
 
     def _after_fork_in_child(self) -> None:
         """Reset the map in a forked child; its flights belong to parent threads."""

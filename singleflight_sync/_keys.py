@@ -155,24 +155,42 @@ def make_normaliser(
     return bind_typed
 
 
-def describe_unhashable(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
-    """Name the first argument of a call to ``fn`` that cannot be hashed."""
+def describe_unhashable(
+    fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[str, str] | None:
+    """Name the first argument of a call to ``fn`` that cannot be hashed: ``(label, type name)``.
+
+    The label is the parameter's name (``args[1]`` for an item of ``*args``, the
+    keyword for one of ``**kwargs``). Defaults count: a ``b=[]`` default makes
+    every call's key unhashable. Without a signature the label is the position
+    (``#0``) or the keyword. Labels come from the parameter list rather than
+    ``Signature.bind``, which before Python 3.13 rejects some valid calls.
+    """
     try:
-        bound = inspect.signature(fn).bind(*args, **kwargs)
-    except TypeError:
-        return None
-    for name, value in bound.arguments.items():
-        kind = bound.signature.parameters[name].kind
-        items: list[tuple[str, Any]]
-        if kind is inspect.Parameter.VAR_POSITIONAL:
-            items = [(f"{name}[{i}]", v) for i, v in enumerate(value)]
-        elif kind is inspect.Parameter.VAR_KEYWORD:
-            items = [(k, v) for k, v in value.items()]
+        params = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):  # no signature (some builtins)
+        params = []
+    positional = [p for p in params if p.kind in _POS_KINDS]
+    varargs = next((p.name for p in params if p.kind is inspect.Parameter.VAR_POSITIONAL), None)
+    items: list[tuple[str, Any]] = []
+    for i, value in enumerate(args):
+        if i < len(positional):
+            label = positional[i].name
+        elif varargs is not None:
+            label = f"{varargs}[{i - len(positional)}]"
         else:
-            items = [(name, value)]
-        for label, v in items:
-            try:
-                hash(v)
-            except TypeError:
-                return f"argument {label!r} ({type(v).__name__})"
+            label = f"#{i}"
+        items.append((label, value))
+    items.extend(kwargs.items())
+    for i, p in enumerate(params):
+        given = i < len(args) if p.kind in _POS_KINDS else False
+        if p.kind is not inspect.Parameter.POSITIONAL_ONLY:
+            given = given or p.name in kwargs
+        if not given and p.default is not _EMPTY:
+            items.append((p.name, p.default))
+    for label, v in items:
+        try:
+            hash(v)
+        except TypeError:
+            return label, type(v).__name__
     return None
