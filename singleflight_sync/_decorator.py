@@ -82,7 +82,16 @@ class SingleFlightFunction(Generic[P, R]):
         return key if self._scope is None else (self._scope, key)
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
-        key = self._key(args, kwargs)
+        # _key() inlined for the common case: this is the hot path.
+        try:
+            key = self._bind(args, kwargs)
+        except _Unbindable:
+            key = _NO_KEY
+        except TypeError:
+            key = self._key(args, kwargs)  # key= raised: sort out whose error it is
+        else:
+            if self._scope is not None:
+                key = (self._scope, key)
         if key is _NO_KEY:
             # Called outside the except clause that found it, so the
             # function's own TypeError is exactly an undecorated call's,

@@ -226,12 +226,21 @@ class Group(Generic[K, V]):
         # thread ident -> the flight that thread is blocked on; lets _join see
         # a cycle of threads waiting on each other's flights.
         self._waiting: dict[int, _Flight] = {}
-        self._calls = 0
+        # calls == executions + joins: the leader's path counts one, not two.
+        self._joins = 0
         self._executions = 0
         self._shared = 0
         self._errors = 0
         self._timeouts = 0
         _fork.register(self)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # The inlined fast path in _call skips _enter and _lead; a subclass
+        # that customises either must go through them.
+        custom = cls._enter is not Group._enter or cls._lead is not Group._lead
+        if custom and "_call" not in cls.__dict__:
+            cls._call = Group._call_generic  # type: ignore[method-assign]
 
     # -- the blocking forms ------------------------------------------------
 
@@ -413,13 +422,18 @@ class Group(Generic[K, V]):
         """Return the counters as a :class:`FlightStats`, read atomically."""
         with self._lock:
             return FlightStats(
-                self._calls, self._executions, self._shared, self._errors, self._timeouts, len(self._flights)
+                self._executions + self._joins,
+                self._executions,
+                self._shared,
+                self._errors,
+                self._timeouts,
+                len(self._flights),
             )
 
     def reset_stats(self) -> None:
         """Zero the counters (``in_flight`` always reflects the map)."""
         with self._lock:
-            self._calls = self._executions = self._shared = self._errors = self._timeouts = 0
+            self._joins = self._executions = self._shared = self._errors = self._timeouts = 0
 
     def __repr__(self) -> str:
         s = self.stats()
@@ -445,13 +459,73 @@ class Group(Generic[K, V]):
             if flight is None:
                 flight = _Flight(key, me)
                 self._flights[key] = flight
-                self._calls += 1
                 self._executions += 1
                 return flight, True
             self._join(flight, me)
             return flight, False
 
     def _call(
+        self, key: Any, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], timeout: float | None
+    ) -> Any:
+        # The hot path: do() and the decorator. It is _enter + _lead + _land
+        # inlined, because most calls are uncontended and each Python call
+        # costs about as much as a lock round trip. _call_generic is the same
+        # logic through the overridable pieces; subclasses that override them
+        # get it (see __init_subclass__).
+        me = _get_ident()
+        with self._lock:
+            try:
+                flight = self._flights.get(key)
+            except TypeError:
+                raise UnhashableKeyError(key) from None
+            if flight is None:
+                flight = _Flight(key, me)
+                self._flights[key] = flight
+                self._executions += 1
+                leader = True
+            else:
+                self._join(flight, me)
+                leader = False
+        if not leader:
+            try:
+                return self._follow(flight, me, timeout)
+            finally:
+                # The follower's raised copy holds this frame; the flight holds the original.
+                flight = None
+        if self._on_end is not None:
+            flight.started = time.perf_counter()
+        value: Any = None
+        error: BaseException | None = None
+        try:
+            value = fn(*args, **kwargs)
+            return value  # noqa: TRY300 - the finally below must see the value
+        except Exception as exc:
+            error = exc
+            raise
+        except BaseException as exc:
+            error = _interrupted(key, exc)
+            raise
+        finally:
+            # Read self._lock and self._flights again: after a fork inside fn
+            # the child has new ones (see _after_fork_in_child).
+            with self._lock:
+                current = self._flights.pop(key, None)
+                if current is not flight and current is not None:
+                    self._flights[key] = current  # forget() + a new flight: keep it
+                current = None  # the traceback of ``error`` holds this frame
+                if error is not None:
+                    self._errors += 1
+                # armed <=> somebody joined (a follower or a handle); only
+                # then is there anything to publish, in _publish below.
+                armed = flight.armed
+                if armed:
+                    flight.landed = True
+                    self._shared += flight.followers
+            if armed or self._on_end is not None:
+                self._publish(flight, value, error)
+            flight = value = error = None
+
+    def _call_generic(
         self, key: Any, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], timeout: float | None
     ) -> Any:
         me = _get_ident()
@@ -489,7 +563,7 @@ class Group(Generic[K, V]):
         if not flight.armed:
             flight._arm()
         flight.followers += 1
-        self._calls += 1
+        self._joins += 1
         self._waiting[me] = flight
 
     def _lead(self, flight: _Flight, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -528,23 +602,26 @@ class Group(Generic[K, V]):
             self._shared += flight.followers
             if error is not None:
                 self._errors += 1
-            armed = flight.armed
-            handles = flight.handles
-            orphaned = flight.orphaned
-        if orphaned:
+        self._publish(flight, value, error)
+
+    def _publish(self, flight: _Flight, value: Any, error: BaseException | None) -> None:
+        """Wake the callers of a landed flight and report it; outside the lock."""
+        # armed, handles and orphaned no longer change once the flight has
+        # landed (it left the map under the lock), so they can be read here.
+        if flight.orphaned:
             # Inherited across fork(): its waiters were completed in the child
             # at fork time and this leader's own thread has its answer.
             return
-        if armed:
+        if flight.armed:
             if error is None:
                 flight.set_result(value)
             else:
                 flight.set_exception(error)
-        if handles is not None:
-            for handle in handles:
+        if flight.handles is not None:
+            for handle in flight.handles:
                 _deliver(handle, value, error)
         if error is not None and _log.isEnabledFor(logging.DEBUG):
-            _log.debug("flight for key %r failed with %r (%d followers)", key, error, flight.followers)
+            _log.debug("flight for key %r failed with %r (%d followers)", flight.key, error, flight.followers)
         if self._on_end is not None:
             self._report(flight, error)
 
@@ -618,7 +695,6 @@ class Group(Generic[K, V]):
                 flight = self._flights.get(key)
             except TypeError:
                 raise UnhashableKeyError(key) from None
-            self._calls += 1
             if flight is None:
                 flight = _Flight(key, None)
                 flight.starter = handle
@@ -630,6 +706,7 @@ class Group(Generic[K, V]):
                 if not flight.armed:
                     flight._arm()
                 flight.followers += 1
+                self._joins += 1
                 leader = False
             if flight.handles is None:
                 flight.handles = [handle]

@@ -101,11 +101,28 @@ def make_normaliser(
     kw_defaults = tuple(p.default for p in kwonly)
     has_varkw = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
     simple = not has_varargs and not kwonly and not has_varkw
+    # For simple signatures: slot of each name that may be passed by keyword,
+    # and for each count of positional arguments the required slots after it.
+    slot = {name: i for i, name in enumerate(pos_names) if by_keyword[i]}
+    required_after = tuple(tuple(i for i in range(n, npos) if pos_defaults[i] is _EMPTY) for n in range(npos + 1))
 
     def bind(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
         nargs = len(args)
-        if simple and not kwargs and nargs == npos:
-            return args  # the common case: every parameter given positionally
+        if simple:
+            if not kwargs and nargs == npos:
+                return args  # the common case: every parameter given positionally
+            if nargs > npos:
+                raise _Unbindable
+            values = [*args, *pos_defaults[nargs:]]
+            for name, value in kwargs.items():
+                i = slot.get(name, -1)
+                if i < nargs:
+                    raise _Unbindable  # unknown keyword, or given twice
+                values[i] = value
+            for i in required_after[nargs]:
+                if values[i] is _EMPTY:
+                    raise _Unbindable  # missing
+            return tuple(values)
         if nargs > npos and not has_varargs:
             raise _Unbindable
         rest = dict(kwargs) if kwargs else {}

@@ -1,0 +1,44 @@
+"""Share flights across processes through Redis: :class:`RedisGroup`.
+
+Needs redis-py (``pip install 'singleflight-sync[redis]'``); importing
+``singleflight_sync`` alone never imports it.
+
+Example::
+
+    from singleflight_sync import singleflight
+    from singleflight_sync.redis import RedisGroup
+
+    prices = RedisGroup("redis://localhost:6379/0", namespace="prices", lease=10)
+
+    @singleflight(group=prices)
+    def get_price(symbol: str) -> float:
+        return exchange.fetch(symbol)  # once across every worker process
+"""
+
+from __future__ import annotations
+
+from ._redis import (
+    JsonSerializer,
+    PickleSerializer,
+    RedisGroup,
+    RedisStats,
+    RedisUnavailableError,
+    RemoteFlightError,
+    ResultSerializationError,
+    Serializer,
+    UnstableKeyError,
+    key_name,
+)
+
+__all__ = [
+    "JsonSerializer",
+    "PickleSerializer",
+    "RedisGroup",
+    "RedisStats",
+    "RedisUnavailableError",
+    "RemoteFlightError",
+    "ResultSerializationError",
+    "Serializer",
+    "UnstableKeyError",
+    "key_name",
+]
