@@ -1,0 +1,11 @@
+"""WSGI entry point for ``gunicorn`` and ``waitress-serve``: ``price_service.wsgi:application``."""
+
+from __future__ import annotations
+
+import os
+
+from django.core.wsgi import get_wsgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "price_service.settings")
+
+application = get_wsgi_application()

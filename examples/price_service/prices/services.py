@@ -1,0 +1,64 @@
+"""What the views call: one upstream request or one SQL query each, with and without singleflight.
+
+``get_price`` and ``get_volume`` are the same functions as ``fetch_price``
+and ``query_volume`` behind ``@singleflight``: when 200 requests ask for
+BTCUSDT at once, the first runs the call and the other 199 wait for its
+result. Nothing is cached: the next request after the flight lands asks the
+exchange again.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.parse
+import urllib.request
+from typing import Any
+
+from django.conf import settings
+from django.db.models import Avg, Count, F, Max, Min, Sum
+
+from singleflight_sync import singleflight
+
+from .db import SlowSum
+from .models import Trade
+
+
+class UpstreamError(Exception):
+    """The exchange answered with an error status (429 when it rate-limits us) or not at all."""
+
+    def __init__(self, status: int | None, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def fetch_price(symbol: str) -> dict[str, Any]:
+    """Ask the exchange for the price of ``symbol``; raise :class:`UpstreamError` on failure."""
+    query = urllib.parse.urlencode({"symbol": symbol})
+    url = f"{settings.EXCHANGE_URL}/api/v3/ticker/price?{query}"
+    try:
+        with urllib.request.urlopen(url, timeout=settings.EXCHANGE_TIMEOUT) as response:
+            return json.load(response)  # type: ignore[no-any-return]
+    except urllib.error.HTTPError as exc:
+        raise UpstreamError(exc.code, f"exchange answered {exc.code} for {symbol}") from None
+    except OSError as exc:
+        raise UpstreamError(None, f"exchange unreachable: {exc}") from None
+
+
+def query_volume(symbol: str) -> dict[str, Any]:
+    """Aggregate the trades of ``symbol`` in SQLite (a deliberately slow query)."""
+    stats = Trade.objects.filter(symbol=symbol).aggregate(
+        trades=Count("id"),
+        volume=SlowSum("qty"),
+        notional=Sum(F("price") * F("qty")),
+        avg_price=Avg("price"),
+        low=Min("price"),
+        high=Max("price"),
+    )
+    volume = stats["volume"] or 0.0
+    stats["vwap"] = stats["notional"] / volume if volume else None
+    return stats
+
+
+get_price = singleflight(fetch_price)
+get_volume = singleflight(query_volume)

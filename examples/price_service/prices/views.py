@@ -1,0 +1,73 @@
+"""JSON views: ``/price/<symbol>``, ``/volume/<symbol>``, their ``-raw`` twins, and counters."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import TYPE_CHECKING, Any
+
+from django.conf import settings
+from django.http import HttpResponseNotAllowed, JsonResponse
+
+from . import db, services
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from django.http import HttpRequest
+
+
+def healthz(request: HttpRequest) -> JsonResponse:
+    # sys._is_gil_enabled() exists on 3.13+; False on a free-threaded build with the GIL off.
+    gil = getattr(sys, "_is_gil_enabled", lambda: True)()
+    return JsonResponse({"ok": True, "pid": os.getpid(), "python": sys.version.split()[0], "gil": gil})
+
+
+def _price(symbol: str, fetch: Callable[[str], dict[str, Any]], mode: str) -> JsonResponse:
+    try:
+        quote = fetch(symbol)
+    except services.UpstreamError as exc:
+        # A 429 (or any failure) upstream is our gateway's failure: 502, with the upstream status.
+        # Under singleflight every request that shared the flight gets this same answer.
+        return JsonResponse({"symbol": symbol, "error": str(exc), "upstream_status": exc.status}, status=502)
+    return JsonResponse({"symbol": symbol, "price": quote["price"], "quote_id": quote["quote_id"], "mode": mode})
+
+
+def price(request: HttpRequest, symbol: str) -> JsonResponse:
+    if settings.SINGLEFLIGHT:
+        return _price(symbol, services.get_price, "singleflight")
+    return _price(symbol, services.fetch_price, "raw")
+
+
+def price_raw(request: HttpRequest, symbol: str) -> JsonResponse:
+    return _price(symbol, services.fetch_price, "raw")
+
+
+def volume(request: HttpRequest, symbol: str) -> JsonResponse:
+    fn = services.get_volume if settings.SINGLEFLIGHT else services.query_volume
+    return JsonResponse({"symbol": symbol, **fn(symbol)})
+
+
+def volume_raw(request: HttpRequest, symbol: str) -> JsonResponse:
+    return JsonResponse({"symbol": symbol, **services.query_volume(symbol)})
+
+
+def stats(request: HttpRequest) -> JsonResponse:
+    return JsonResponse(
+        {
+            "pid": os.getpid(),
+            "singleflight": settings.SINGLEFLIGHT,
+            "db_queries": db.executions(),
+            "get_price": services.get_price.stats()._asdict(),
+            "get_volume": services.get_volume.stats()._asdict(),
+        },
+    )
+
+
+def reset_stats(request: HttpRequest) -> JsonResponse | HttpResponseNotAllowed:
+    if request.method != "POST":
+        return HttpResponseNotAllowed(["POST"])
+    db.reset()
+    services.get_price.group.reset_stats()
+    services.get_volume.group.reset_stats()
+    return stats(request)
