@@ -15,20 +15,23 @@ from typing import TYPE_CHECKING, Any
 
 from singleflight_sync import (
     BoundSingleFlightFunction,
+    CacheFiller,
     CallInfo,
     FlightStats,
     Group,
     SingleFlightFunction,
+    cache_fill,
     hashkey,
     singleflight,
 )
+from singleflight_sync.redis import RedisGroup, RedisStats
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
 if sys.version_info >= (3, 11):
     from typing import assert_type
-else:
+else:  # the test extra installs typing_extensions on 3.10
     from typing_extensions import assert_type
 
 
@@ -118,3 +121,22 @@ def check_group() -> None:
     with ThreadPoolExecutor(1) as pool:
         assert_type(group.submit(pool, "k", len, "abc"), Future[int])
     group.do(1, len, "abc")  # type: ignore[arg-type]
+
+
+def check_cache_filler() -> None:
+    filler = CacheFiller({})
+    assert_type(filler.fill("k", lambda: 1), int)
+    assert_type(cache_fill({}, "k", lambda: "s"), str)
+
+    @filler.cached(key=lambda symbol: f"price:{symbol}")
+    def price(symbol: str) -> float:
+        return 1.0
+
+    assert_type(price("BTC"), float)
+
+
+def check_redis_group() -> None:
+    g: RedisGroup[str, float] = RedisGroup("redis://127.0.0.1:6379/0")
+    assert_type(g.do("k", float, "1"), float)
+    assert_type(g.redis_stats(), RedisStats)
+    assert_type(g.stats(), FlightStats)
