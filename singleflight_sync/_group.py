@@ -473,14 +473,17 @@ class Group(Generic[K, V]):
         # logic through the overridable pieces; subclasses that override them
         # get it (see __init_subclass__).
         me = _get_ident()
-        with self._lock:
+        # Both stay the same objects for the group's lifetime, even across
+        # fork (see _after_fork_in_child), so locals are safe and cheaper.
+        lock = self._lock
+        flights = self._flights
+        with lock:
             try:
-                flight = self._flights.get(key)
+                flight = flights.get(key)
             except TypeError:
                 raise UnhashableKeyError(key) from None
             if flight is None:
-                flight = _Flight(key, me)
-                self._flights[key] = flight
+                flight = flights[key] = _Flight(key, me)
                 self._executions += 1
                 leader = True
             else:
@@ -506,12 +509,10 @@ class Group(Generic[K, V]):
             error = _interrupted(key, exc)
             raise
         finally:
-            # Read self._lock and self._flights again: after a fork inside fn
-            # the child has new ones (see _after_fork_in_child).
-            with self._lock:
-                current = self._flights.pop(key, None)
+            with lock:
+                current = flights.pop(key, None)
                 if current is not flight and current is not None:
-                    self._flights[key] = current  # forget() + a new flight: keep it
+                    flights[key] = current  # forget() + a new flight: keep it
                 current = None  # the traceback of ``error`` holds this frame
                 if error is not None:
                     self._errors += 1
@@ -774,11 +775,17 @@ class Group(Generic[K, V]):
             flight = None
 
     def _after_fork_in_child(self) -> None:
-        """Reset the map in a forked child; its flights belong to parent threads."""
-        self._lock = threading.Lock()
+        """Reset the map in a forked child; its flights belong to parent threads.
+
+        The lock and the dicts are reset in place, not replaced: a leader that
+        forked inside its function holds them in locals and lands afterwards.
+        """
+        # _fork._before_fork took the lock in the forking thread, so nobody
+        # was inside a critical section: reinitialise it, unlocked.
+        _reinit_lock(self._lock)
         old = list(self._flights.values())
-        self._flights = {}
-        self._waiting = {}
+        self._flights.clear()
+        self._waiting.clear()
         for flight in old:
             flight.orphaned = True
             if flight.handles:
@@ -787,6 +794,14 @@ class Group(Generic[K, V]):
                     # A parent thread may have held this handle's lock at fork time.
                     handle._condition = threading.Condition()
                     _deliver(handle, None, err)
+
+
+def _reinit_lock(lock: threading.Lock) -> None:
+    reinit = getattr(lock, "_at_fork_reinit", None)  # what the stdlib's own at-fork hooks use
+    if reinit is not None:
+        reinit()
+    else:  # pragma: no cover - every CPython from 3.9 has it
+        lock.release()
 
 
 def _deliver(handle: Future[Any], value: Any, error: BaseException | None) -> None:
