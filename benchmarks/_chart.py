@@ -49,9 +49,9 @@ def write_chart(results: Path, out: Path) -> str:
     fig, axes = plt.subplots(3, len(runs), figsize=(9.5 * len(runs), 13), squeeze=False)
     for col, run in enumerate(runs):
         data = run["data"]
-        title = run["header"][0].split("(")[0].strip() + (
-            " free-threaded" if "Py_GIL_DISABLED=1" in run["header"][1] else ""
-        )
+        title = run["header"][0].split("(")[0].replace("experimental free-threading build", "").strip()
+        if "Py_GIL_DISABLED=1" in run["header"][1]:
+            title += " free-threaded"
         for row, key in enumerate("ACB"):
             ax = axes[row, col]
             if key not in data:
