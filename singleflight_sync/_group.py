@@ -117,6 +117,7 @@ class _Flight(Future[Any]):
     orphaned = False
     handles: list[Future[Any]] | None = None
     starter: Future[Any] | None = None  # the handle whose submit() started the flight
+    blocked: list[int] | None = None  # idents of the followers blocked on it, for _waiting
     started = 0.0
 
     def __init__(self, key: Any, owner: int | None) -> None:
@@ -477,24 +478,26 @@ class Group(Generic[K, V]):
         # fork (see _after_fork_in_child), so locals are safe and cheaper.
         lock = self._lock
         flights = self._flights
+        # Built before taking the lock, to keep the critical section to one
+        # dict operation and a counter (wasted, cheaply, when a flight runs).
+        new = _Flight(key, me)
         with lock:
             try:
-                flight = flights.get(key)
+                flight = flights.setdefault(key, new)
             except TypeError:
                 raise UnhashableKeyError(key) from None
-            if flight is None:
-                flight = flights[key] = _Flight(key, me)
+            leader = flight is new
+            if leader:
                 self._executions += 1
-                leader = True
             else:
                 self._join(flight, me)
-                leader = False
+        new = None  # type: ignore[assignment]
         if not leader:
             try:
                 return self._follow(flight, me, timeout)
             finally:
                 # The follower's raised copy holds this frame; the flight holds the original.
-                flight = None
+                flight = None  # type: ignore[assignment]
         if self._on_end is not None:
             flight.started = time.perf_counter()
         value: Any = None
@@ -520,11 +523,10 @@ class Group(Generic[K, V]):
                 # then is there anything to publish, in _publish below.
                 armed = flight.armed
                 if armed:
-                    flight.landed = True
-                    self._shared += flight.followers
+                    self._landed(flight)
             if armed or self._on_end is not None:
                 self._publish(flight, value, error)
-            flight = value = error = None
+            flight = value = error = None  # type: ignore[assignment]
 
     def _call_generic(
         self, key: Any, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], timeout: float | None
@@ -549,9 +551,9 @@ class Group(Generic[K, V]):
             # Walk owner -> the flight it waits on -> that flight's owner ...
             # Reaching ``me`` means every thread on the path would wait for
             # ever. The walk is bounded because no cycle is ever admitted.
-            # A landed flight ends the walk: its waiters were woken and are
-            # only about to remove their stale entries from _waiting, so its
-            # former owner (maybe ``me``, calling again) is waited on by nobody.
+            # A landed flight ends the walk (_landed removes its followers'
+            # entries in the same critical section, so this is a safeguard):
+            # its former owner, maybe ``me`` calling again, is waited on by nobody.
             path = [flight.key]
             nxt = self._waiting.get(owner)
             while nxt is not None and not nxt.landed:
@@ -566,6 +568,10 @@ class Group(Generic[K, V]):
         flight.followers += 1
         self._joins += 1
         self._waiting[me] = flight
+        if flight.blocked is None:
+            flight.blocked = [me]
+        else:
+            flight.blocked.append(me)
 
     def _lead(self, flight: _Flight, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         if self._on_end is not None:
@@ -595,15 +601,27 @@ class Group(Generic[K, V]):
         # before is in ``followers``/``handles`` and will be woken below.
         key = flight.key
         with self._lock:
-            flight.landed = True
             current = self._flights.pop(key, None)
             if current is not flight and current is not None:
                 # forget() dropped our key and a new flight took it: keep that one.
                 self._flights[key] = current
-            self._shared += flight.followers
             if error is not None:
                 self._errors += 1
+            self._landed(flight)
         self._publish(flight, value, error)
+
+    def _landed(self, flight: _Flight) -> None:
+        """Mark ``flight`` landed and settle its followers' books. Caller holds ``_lock``."""
+        flight.landed = True
+        self._shared += flight.followers
+        # The followers' _waiting entries go here, in the leader's critical
+        # section, so that woken followers return without taking the lock.
+        if flight.blocked:
+            waiting = self._waiting
+            for ident in flight.blocked:
+                if waiting.get(ident) is flight:
+                    del waiting[ident]
+            flight.blocked = None
 
     def _publish(self, flight: _Flight, value: Any, error: BaseException | None) -> None:
         """Wake the callers of a landed flight and report it; outside the lock."""
@@ -657,9 +675,7 @@ class Group(Generic[K, V]):
             # leave quietly, the flight goes on for the others.
             self._abandon(flight, me, timed_out=False)
             raise
-        else:
-            with self._lock:
-                self._waiting.pop(me, None)
+        # On success the leader already removed our _waiting entry (_landed).
         if error is None:
             return flight.result()
         try:
@@ -672,7 +688,8 @@ class Group(Generic[K, V]):
     def _abandon(self, flight: _Flight, me: int, *, timed_out: bool) -> bool:
         """Withdraw a follower that stops waiting; False if the flight already landed."""
         with self._lock:
-            self._waiting.pop(me, None)
+            if self._waiting.get(me) is flight:
+                del self._waiting[me]
             if flight.landed:
                 return False
             flight.followers -= 1
