@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 from ._common import Table, median, run_threads
-from ._impls import implementations
+from ._impls import Bound, Impl, implementations
 
 THREADS = 8
 KEYS = 1000
@@ -59,6 +59,35 @@ def calls_per_second(bind: Any, threads: int, duration: float, keys_for: Any) ->
     return sum(counts) / elapsed
 
 
+class FloorGroup:
+    """The floor as a group: lock + dict in, the call, lock + dict out. Not a singleflight.
+
+    It bounds what any design that takes one lock on the way in and one on the
+    way out can reach in this benchmark.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()  # protects _keys
+        self._keys: dict[Any, int] = {}
+
+    def do(self, key: Any, fn: Any, /, *args: Any) -> Any:
+        with self._lock:
+            self._keys[key] = 1
+        try:
+            return fn(*args)
+        finally:
+            with self._lock:
+                self._keys.pop(key, None)
+
+
+FLOOR = Impl(
+    "floor: lock+dict in, call, out",
+    "baseline",
+    "NOT a singleflight: the bound for any design with a lock on the way in and out",
+    lambda fn: Bound(FloorGroup().do, True, lambda: 0),
+)
+
+
 def shared_keys(i: int) -> list[int]:
     offset = i * (KEYS // THREADS)
     return [(offset + j) % KEYS for j in range(KEYS)]
@@ -67,7 +96,7 @@ def shared_keys(i: int) -> list[int]:
 def run(quick: bool) -> Table:
     duration = 0.25 if quick else 2.0
     rounds = 1 if quick else 3
-    impls = [i for i in implementations() if i.available]
+    impls = [FLOOR, *(i for i in implementations() if i.available)]
     missing = [i for i in implementations() if not i.available]
     results: dict[str, list[float]] = {i.name: [] for i in impls}
     for r in range(rounds):
