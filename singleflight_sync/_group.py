@@ -498,11 +498,11 @@ class Group(Generic[K, V]):
             finally:
                 # The follower's raised copy holds this frame; the flight holds the original.
                 flight = None  # type: ignore[assignment]
-        if self._on_end is not None:
-            flight.started = time.perf_counter()
         value: Any = None
         error: BaseException | None = None
         try:
+            if self._on_end is not None:
+                flight.started = time.perf_counter()
             value = fn(*args, **kwargs)
             return value  # noqa: TRY300 - the finally below must see the value
         except Exception as exc:
@@ -574,11 +574,11 @@ class Group(Generic[K, V]):
             flight.blocked.append(me)
 
     def _lead(self, flight: _Flight, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        if self._on_end is not None:
-            flight.started = time.perf_counter()
         value: Any = None
         error: BaseException | None = None
         try:
+            if self._on_end is not None:
+                flight.started = time.perf_counter()
             value = fn(*args, **kwargs)
             return value  # noqa: TRY300 - the finally below must see the value
         except Exception as exc:
