@@ -118,6 +118,7 @@ class _Flight(Future[Any]):
     handles: list[Future[Any]] | None = None
     starter: Future[Any] | None = None  # the handle whose submit() started the flight
     blocked: list[int] | None = None  # idents of the followers blocked on it, for _waiting
+    value: Any = None  # the result, for followers; written before set_result()
     started = 0.0
 
     def __init__(self, key: Any, owner: int | None) -> None:
@@ -633,6 +634,10 @@ class Group(Generic[K, V]):
             return
         if flight.armed:
             if error is None:
+                # Followers read ``value`` once exception() has returned None
+                # (set_result's lock orders the two): one pass through the
+                # future's Condition per follower instead of two.
+                flight.value = value
                 flight.set_result(value)
             else:
                 flight.set_exception(error)
@@ -677,7 +682,7 @@ class Group(Generic[K, V]):
             raise
         # On success the leader already removed our _waiting entry (_landed).
         if error is None:
-            return flight.result()
+            return flight.value
         try:
             raise _caller_copy(error)
         finally:
