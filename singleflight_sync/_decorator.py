@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar,
 
 from ._errors import UnhashableKeyError
 from ._group import FlightStats, Group, _check_timeout
-from ._keys import _POS_KINDS, _Unbindable, describe_unhashable, hashkey, make_normaliser
+from ._keys import _POS_KINDS, _Unbindable, describe_unhashable, hashkey, make_normaliser, plain_arity
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Hashable
@@ -31,6 +31,23 @@ class SingleFlightFunction(Generic[P, R]):
     function, ``group`` the :class:`Group` that holds its flights.
     """
 
+    # The wrapper's own state lives in slots: the copied metadata makes the
+    # instance __dict__ one that CPython 3.11 cannot specialise attribute
+    # loads for, and __call__ reads six of these per call.
+    __slots__ = (
+        "__dict__",
+        "__weakref__",
+        "_arity",
+        "_bind",
+        "_by_do",
+        "_fn",
+        "_keyfn",
+        "_name",
+        "_scope",
+        "_timeout",
+        "group",
+    )
+
     def __init__(
         self,
         fn: Callable[P, R],
@@ -52,12 +69,18 @@ class SingleFlightFunction(Generic[P, R]):
         # None means "the group's"; a timeout too long for a lock to wait
         # normalises to None too, which then means "wait for ever".
         self._timeout = self.group._timeout if timeout is None else _check_timeout(timeout)
+        # Group.do is the inlined fast path, and applies the group's timeout;
+        # a timeout of the decorator's own goes through Group._call.
+        self._by_do = self._timeout == self.group._timeout
         self._keyfn = key
         # A group passed in may serve other functions too: scope this
         # function's keys by the function itself so that f(1) and g(1) never
         # share a flight by accident.
         self._scope = self.group._scope_for(fn) if group is not None else None
         self._bind: Callable[[tuple[Any, ...], dict[str, Any]], Hashable]
+        # A call with this many positional arguments and no keywords has the
+        # key ``args`` (-1: no such shortcut). Saves the binder's call.
+        self._arity = -1
         if key is not None:
             self._bind = _user_binder(key)
         else:
@@ -65,6 +88,9 @@ class SingleFlightFunction(Generic[P, R]):
                 self._bind = make_normaliser(fn, typed=typed)
             except (TypeError, ValueError):  # no introspectable signature (some builtins)
                 self._bind = _fallback_binder(typed=typed)
+            else:
+                if not typed:
+                    self._arity = plain_arity(fn)
         self._name: str = getattr(fn, "__qualname__", repr(fn))
 
     def _key(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -83,21 +109,27 @@ class SingleFlightFunction(Generic[P, R]):
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         # _key() inlined for the common case: this is the hot path.
-        try:
-            key = self._bind(args, kwargs)
-        except _Unbindable:
-            key = _NO_KEY
-        except TypeError:
-            key = self._key(args, kwargs)  # key= raised: sort out whose error it is
+        key: Hashable
+        if not kwargs and len(args) == self._arity:
+            key = args if self._scope is None else (self._scope, args)
         else:
-            if self._scope is not None:
-                key = (self._scope, key)
+            try:
+                key = self._bind(args, kwargs)
+            except _Unbindable:
+                key = _NO_KEY
+            except TypeError:
+                key = self._key(args, kwargs)  # key= raised: sort out whose error it is
+            else:
+                if self._scope is not None:
+                    key = (self._scope, key)
         if key is _NO_KEY:
             # Called outside the except clause that found it, so the
             # function's own TypeError is exactly an undecorated call's,
             # with no internal exception chained to it.
             return self._fn(*args, **kwargs)
         try:
+            if self._by_do:
+                return self.group.do(key, self._fn, *args, **kwargs)  # type: ignore[no-any-return]
             return self.group._call(key, self._fn, args, kwargs, self._timeout)  # type: ignore[no-any-return]
         except UnhashableKeyError as exc:
             if exc.key is not key:  # raised by a nested flight inside the function

@@ -39,6 +39,7 @@ V = TypeVar("V")
 
 _log = logging.getLogger("singleflight_sync")
 _get_ident = threading.get_ident
+_new_flight = object.__new__
 
 
 class _Default:
@@ -122,6 +123,7 @@ class _Flight(Future[Any]):
     started = 0.0
 
     def __init__(self, key: Any, owner: int | None) -> None:
+        # Group.do skips this call and makes the same two stores itself.
         self.key = key
         # Ident of the thread running the function; None until an executor
         # thread picks up a submitted flight.
@@ -238,11 +240,11 @@ class Group(Generic[K, V]):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        # The inlined fast path in _call skips _enter and _lead; a subclass
+        # The inlined fast path in do() skips _enter and _lead; a subclass
         # that customises either must go through them.
         custom = cls._enter is not Group._enter or cls._lead is not Group._lead
-        if custom and "_call" not in cls.__dict__:
-            cls._call = Group._call_generic  # type: ignore[method-assign]
+        if custom and "do" not in cls.__dict__:
+            cls.do = Group._do_generic  # type: ignore[method-assign]
 
     # -- the blocking forms ------------------------------------------------
 
@@ -264,7 +266,71 @@ class Group(Generic[K, V]):
             >>> Group().do("answer", int, "42")
             42
         """
-        return self._call(key, fn, args, kwargs, self._timeout)  # type: ignore[no-any-return]
+        # The hot path: _enter + _lead + _land inlined, because most calls are
+        # uncontended and each Python call costs about as much as a lock round
+        # trip. _call is the same logic through the overridable pieces;
+        # subclasses that override them get it (see __init_subclass__).
+        me = _get_ident()
+        # Both stay the same objects for the group's lifetime, even across
+        # fork (see _after_fork_in_child), so locals are safe and cheaper.
+        lock = self._lock
+        flights = self._flights
+        on_end = self._on_end
+        # Built before taking the lock, to keep the critical section to one
+        # dict operation and a counter (wasted, cheaply, when a flight runs).
+        # object.__new__ and two stores cost half of calling _Flight(key, me).
+        new = _new_flight(_Flight)
+        new.key = key
+        new.owner = me
+        with lock:
+            try:
+                flight = flights.setdefault(key, new)
+            except TypeError:
+                raise UnhashableKeyError(key) from None
+            leader = flight is new
+            if leader:
+                self._executions += 1
+            else:
+                self._join(flight, me)
+        if not leader:
+            new = None  # type: ignore[assignment]
+            try:
+                return self._follow(flight, me, self._timeout)  # type: ignore[no-any-return]
+            finally:
+                # The follower's raised copy holds this frame; the flight holds the original.
+                flight = None  # type: ignore[assignment]
+        value: Any = None
+        error: BaseException | None = None
+        try:
+            if on_end is not None:
+                flight.started = time.perf_counter()
+            value = fn(*args, **kwargs)
+            return value  # type: ignore[no-any-return]  # noqa: TRY300 - the finally below must see the value
+        except Exception as exc:
+            error = exc
+            raise
+        except BaseException as exc:
+            error = _interrupted(key, exc)
+            raise
+        finally:
+            with lock:
+                # The default is for a key that forget() dropped: nothing to restore.
+                current = flights.pop(key, flight)
+                if current is not flight:
+                    flights[key] = current  # forget() + a new flight: keep it
+                if error is not None:
+                    self._errors += 1
+                # armed <=> somebody joined (a follower or a handle); only
+                # then is there anything to publish, in _publish below.
+                armed = flight.armed
+                if armed:
+                    self._landed(flight)
+            if armed or on_end is not None:
+                self._publish(flight, value, error)
+            if error is not None:
+                # The traceback of ``error`` holds this frame: drop the locals
+                # that would keep the flight and its outcome alive in a cycle.
+                flight = new = current = error = None  # type: ignore[assignment]
 
     def call(
         self,
@@ -469,69 +535,8 @@ class Group(Generic[K, V]):
     def _call(
         self, key: Any, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], timeout: float | None
     ) -> Any:
-        # The hot path: do() and the decorator. It is _enter + _lead + _land
-        # inlined, because most calls are uncontended and each Python call
-        # costs about as much as a lock round trip. _call_generic is the same
-        # logic through the overridable pieces; subclasses that override them
-        # get it (see __init_subclass__).
-        me = _get_ident()
-        # Both stay the same objects for the group's lifetime, even across
-        # fork (see _after_fork_in_child), so locals are safe and cheaper.
-        lock = self._lock
-        flights = self._flights
-        # Built before taking the lock, to keep the critical section to one
-        # dict operation and a counter (wasted, cheaply, when a flight runs).
-        new = _Flight(key, me)
-        with lock:
-            try:
-                flight = flights.setdefault(key, new)
-            except TypeError:
-                raise UnhashableKeyError(key) from None
-            leader = flight is new
-            if leader:
-                self._executions += 1
-            else:
-                self._join(flight, me)
-        new = None  # type: ignore[assignment]
-        if not leader:
-            try:
-                return self._follow(flight, me, timeout)
-            finally:
-                # The follower's raised copy holds this frame; the flight holds the original.
-                flight = None  # type: ignore[assignment]
-        value: Any = None
-        error: BaseException | None = None
-        try:
-            if self._on_end is not None:
-                flight.started = time.perf_counter()
-            value = fn(*args, **kwargs)
-            return value  # noqa: TRY300 - the finally below must see the value
-        except Exception as exc:
-            error = exc
-            raise
-        except BaseException as exc:
-            error = _interrupted(key, exc)
-            raise
-        finally:
-            with lock:
-                current = flights.pop(key, None)
-                if current is not flight and current is not None:
-                    flights[key] = current  # forget() + a new flight: keep it
-                current = None  # the traceback of ``error`` holds this frame
-                if error is not None:
-                    self._errors += 1
-                # armed <=> somebody joined (a follower or a handle); only
-                # then is there anything to publish, in _publish below.
-                armed = flight.armed
-                if armed:
-                    self._landed(flight)
-            if armed or self._on_end is not None:
-                self._publish(flight, value, error)
-            flight = value = error = None  # type: ignore[assignment]
-
-    def _call_generic(
-        self, key: Any, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], timeout: float | None
-    ) -> Any:
+        # The structured path (_enter, _lead, _follow), for call(), decorators
+        # with their own timeout, and subclasses that override _enter or _lead.
         me = _get_ident()
         flight, leader = self._enter(key, me)
         try:
@@ -542,6 +547,9 @@ class Group(Generic[K, V]):
             # A raised exception's traceback holds this frame, and an armed
             # flight holds that exception: drop the flight to break the cycle.
             flight = None  # type: ignore[assignment]
+
+    def _do_generic(self, key: K, fn: Callable[..., V], /, *args: Any, **kwargs: Any) -> V:
+        return self._call(key, fn, args, kwargs, self._timeout)  # type: ignore[no-any-return]
 
     def _join(self, flight: _Flight, me: int) -> None:
         """Register ``me`` as a follower of ``flight``. Caller holds ``_lock``."""

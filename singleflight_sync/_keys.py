@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -105,12 +106,24 @@ def make_normaliser(
     # and for each count of positional arguments the required slots after it.
     slot = {name: i for i, name in enumerate(pos_names) if by_keyword[i]}
     required_after = tuple(tuple(i for i in range(n, npos) if pos_defaults[i] is _EMPTY) for n in range(npos + 1))
+    # For n positional arguments, a getter of the remaining parameters by
+    # name: f(1, b=2) and f(a=1, b=2) build their key in one C call when
+    # exactly those names are passed. None where some are positional-only.
+    pickers = tuple(_picker(pos_names[n:]) if all(by_keyword[n:]) else None for n in range(npos))
 
     def bind(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
         nargs = len(args)
         if simple:
-            if not kwargs and nargs == npos:
-                return args  # the common case: every parameter given positionally
+            if not kwargs:
+                if nargs == npos:
+                    return args  # the common case: every parameter given positionally
+            elif nargs + len(kwargs) == npos and (pick := pickers[nargs]) is not None:
+                # Exactly npos - nargs keywords, and each name it needs is
+                # there: so they are exactly the remaining parameters.
+                try:
+                    return args + pick(kwargs)
+                except KeyError:
+                    pass  # another name: the general path below says why
             if nargs > npos:
                 raise _Unbindable
             values = [*args, *pos_defaults[nargs:]]
@@ -170,6 +183,27 @@ def make_normaliser(
         return (*key, tuple(types))
 
     return bind_typed
+
+
+def plain_arity(fn: Callable[..., Any]) -> int:
+    """How many parameters ``fn`` has when all are positional, else -1.
+
+    For such a function a call passing every parameter positionally has the
+    key ``args`` itself (see :func:`make_normaliser`), so the decorator can
+    skip the normaliser for it.
+    """
+    params = inspect.signature(fn).parameters.values()
+    if all(p.kind in _POS_KINDS for p in params):
+        return len(params)
+    return -1
+
+
+def _picker(names: tuple[str, ...]) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
+    """``kwargs -> tuple of kwargs[name] for names``; raises ``KeyError`` for a missing name."""
+    if len(names) == 1:
+        (name,) = names
+        return lambda kwargs: (kwargs[name],)
+    return itemgetter(*names)
 
 
 def describe_unhashable(

@@ -18,6 +18,7 @@ import sys
 import threading
 import time
 import types
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -167,6 +168,7 @@ def test_bare_and_called_forms_wrap_the_function() -> None:
         assert sf.stats() == FlightStats(1, 1, 0, 0, 0, 0)
         assert sf.forget(7) is False
         assert "load" in repr(sf)
+        assert weakref.ref(sf)() is sf  # like a function (Django's signal receivers hold weak references)
     # each decoration gets a group of its own
     assert singleflight(load).group is not singleflight(load).group
 
