@@ -1,10 +1,13 @@
 """Where ``Group.do`` and the decorator spend their time, against the floor.
 
-Run ``python -m benchmarks.profile_do [--quick] [--cprofile]``. It times the
-pieces of an uncontended call one by one (the private methods of the current
-core, skipped where they no longer exist), then two prototypes of the changes
-proposed in benchmarks/README.md, all as ratios to the lock+dict floor
-measured in the same rounds. ``--cprofile`` adds a cProfile listing.
+Run ``python -m benchmarks.profile_do [--quick] [--cprofile] [--py-spy]``. It
+times the pieces of an uncontended call one by one (the private methods of the
+current core, skipped where they no longer exist), then two prototypes of the
+changes proposed in benchmarks/README.md, all as ratios to the lock+dict floor
+measured in the same rounds. ``--cprofile`` adds a cProfile listing;
+``--py-spy`` samples a loop of ``do()`` in a child process with py-spy (from
+the ``bench`` extra; CPython builds with the GIL only) and shows the share of
+samples on each line of ``do()``.
 
 The prototypes are measurement aids for the uncontended path only: they are
 not the library and carry no follower path worth the name.
@@ -15,11 +18,18 @@ from __future__ import annotations
 import argparse
 import cProfile
 import io
+import linecache
 import operator
 import pstats
+import shutil
+import subprocess
 import sys
+import sysconfig
+import tempfile
 import threading
 import timeit
+from collections import Counter
+from pathlib import Path
 from typing import Any
 
 from singleflight_sync import Group, singleflight
@@ -194,16 +204,8 @@ def cases() -> list[tuple[str, str, dict[str, Any]]]:
     if hasattr(g, "_call"):
         out.append(
             (
-                "g._call(k, work, args, kwargs, None)  (do minus *args packing + 1 frame)",
+                "g._call(k, work, args, kwargs, None)  (general path: _enter + _lead + _land)",
                 "g._call(k, work, args, kwargs, None)",
-                ns,
-            )
-        )
-    if hasattr(g, "_call_generic"):
-        out.append(
-            (
-                "g._call_generic(...)  (_enter + _lead + _land, not inlined)",
-                "g._call_generic(k, work, args, kwargs, None)",
                 ns,
             )
         )
@@ -222,7 +224,14 @@ def cases() -> list[tuple[str, str, dict[str, Any]]]:
         from singleflight_sync._group import _Flight  # noqa: PLC0415 - private; may go away
 
         ns["_Flight"] = _Flight
-        out.append(("_Flight(k, me)  (one flight object)", "_Flight(k, me)", ns))
+        out.append(("_Flight(k, me)  (one flight object, through __init__)", "_Flight(k, me)", ns))
+        out.append(
+            (
+                "object.__new__(_Flight) + 2 stores  (what do() does)",
+                "fl = object.__new__(_Flight)\nfl.key = k\nfl.owner = me",
+                ns,
+            )
+        )
     except ImportError:
         pass
     out.append(("prototype ProtoGroup.do  (flat frame, slotted flight)", "proto.do(k, work, 1, 2)", ns))
@@ -235,7 +244,7 @@ def cases() -> list[tuple[str, str, dict[str, Any]]]:
     if hasattr(f, "_key"):
         out.append(("f._key(args, {})  (positional key)", "f._key(args, kwargs)", ns))
         out.append(("f._key((), kw)  (keyword key, current binder)", "f._key((), kw)", ns))
-    out.append(("prototype keyword key via itemgetter", "kwkey((), kw)", ns))
+    out.append(("a keyword key by a bare itemgetter", "kwkey((), kw)", ns))
     return out
 
 
@@ -271,10 +280,62 @@ def profile(calls: int) -> str:
     return out.getvalue()
 
 
+_SPY_LOOP = """\
+from singleflight_sync import Group
+
+def work(a, b):
+    return a
+
+do = Group().do
+for _ in range(100_000_000):
+    do("key", work, 1, 2)  # SPY-LOOP
+"""
+
+
+def spy(seconds: float) -> str:
+    """Sample a loop of ``do()`` with py-spy; the share of samples per line of ``do()``."""
+    exe = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    if not Path(exe).exists():
+        return "py-spy: not installed (pip install -e '.[bench]')"
+    if sysconfig.get_config_var("Py_GIL_DISABLED"):
+        return "py-spy: does not read free-threaded interpreters (yet); use --cprofile here"
+    with tempfile.TemporaryDirectory() as tmp:
+        loop, raw = Path(tmp, "spy_loop.py"), Path(tmp, "spy.txt")
+        loop.write_text(_SPY_LOOP)
+        cmd = [exe, "record", "--rate", "1000", "--duration", str(int(seconds)), "--format", "raw"]
+        cmd += ["-o", str(raw), "--", sys.executable, str(loop)]
+        done = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=seconds + 60)
+        if not raw.exists():
+            return f"py-spy failed ({done.returncode}): {done.stderr.strip()[-500:]}"
+        samples: Counter[tuple[str, str, int]] = Counter()
+        total = 0
+        for row in raw.read_text().splitlines():
+            stack, _, count = row.rpartition(" ")
+            frames = stack.split(";")
+            if not any("spy_loop.py" in f and f.endswith(f":{_SPY_LINE})") for f in frames):
+                continue  # start-up and imports
+            name, _, where = frames[-1].rpartition(" (")
+            path, _, line = where.rstrip(")").rpartition(":")
+            samples[name, path, int(line)] += int(count)
+            total += int(count)
+    lines = [f"py-spy, {total:,} samples in the do() loop; share of samples by the line that was running:"]
+    for (name, path, line), count in samples.most_common(24):
+        if path.endswith("spy_loop.py"):
+            text = "(the call into do(): argument packing, frame set-up)" if line == _SPY_LINE else "(work)"
+        else:
+            text = linecache.getline(path, line).strip()
+        lines.append(f"  {100 * count / total:5.1f}%  {name:<12} {Path(path).name}:{line:<5} {text}")
+    return "\n".join(lines)
+
+
+_SPY_LINE = _SPY_LOOP.splitlines().index('    do("key", work, 1, 2)  # SPY-LOOP') + 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.profile_do", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--cprofile", action="store_true", help="also print a cProfile of do() and a keyword call")
+    parser.add_argument("--py-spy", action="store_true", help="also sample a do() loop with py-spy, by line")
     args = parser.parse_args(argv)
     print("\n".join(environment()))
     print()
@@ -282,6 +343,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.cprofile:
         print()
         print(profile(20_000 if args.quick else 200_000))
+    if args.py_spy:
+        print()
+        print(spy(3 if args.quick else 10))
     return 0
 
 
