@@ -126,19 +126,21 @@ def run(quick: bool) -> Table:
 
     floor_label = "floor: lock+dict round trip"
     do_label = "singleflight_sync Group.do"
+    ref_label = "reference (Future per call)"
     by_label = {c.label: c for c in cases}
-    baselines = [floor_label] + ([do_label] if do_label in by_label else [])
+    baselines = [floor_label] + [label for label in (do_label, ref_label) if label in by_label]
     ns, ratios = paired_timings(
         {c.label: c.timer for c in cases}, baselines, number=number, rounds=rounds, best_of=best_of
     )
     do = by_label.get(do_label)
+    ref = by_label.get(ref_label)
 
     def ratio(case: _Case, base: str) -> float:
         return median(ratios[case.label][base])
 
     table = Table(
         "A. Uncontended call overhead (one thread, same key every call)",
-        ["case", "ns/call", "x floor", "x Group.do", "notes"],
+        ["case", "ns/call", "x floor", "x Group.do", "x reference", "notes"],
     )
     for case in cases:
         table.add(
@@ -146,10 +148,11 @@ def run(quick: bool) -> Table:
             median(ns[case.label]),
             ratio(case, floor_label),
             ratio(case, do_label) if do else "n/a",
+            ratio(case, ref_label) if ref else "n/a",
             case.notes,
         )
     for impl in missing:
-        table.add(impl.name, "-", "-", "-", f"NOT MEASURED: {impl.missing}")
+        table.add(impl.name, "-", "-", "-", "-", f"NOT MEASURED: {impl.missing}")
 
     summary = {}
     if do is not None:
@@ -158,7 +161,6 @@ def run(quick: bool) -> Table:
             dec = by_label.get(f"singleflight_sync @singleflight {how}")
             if dec is not None:
                 summary[f"decorator {how.split()[0]}/do"] = ratio(dec, do_label)
-    ref = by_label.get("reference (Future per call)")
     if ref is not None:
         summary["reference/floor"] = ratio(ref, floor_label)
     table.footer = [
@@ -167,8 +169,8 @@ def run(quick: bool) -> Table:
         + ", ".join(f"{k} = {v:.2f}" for k, v in summary.items())
         + "   (targets: do/floor <= 1.5, decorator/do <= 2)",
         (
-            f"method: per round, each case and the baselines (floor, Group.do) are timed alternately, best of "
-            f"{best_of} x {number:,} calls each; {rounds} rounds; medians over rounds of ns and of ratios."
+            f"method: per round, each case and the baselines (floor, Group.do, reference) are timed alternately, "
+            f"best of {best_of} x {number:,} calls each; {rounds} rounds; medians over rounds of ns and of ratios."
         ),
     ]
     table.data = {
