@@ -442,13 +442,7 @@ class Group(Generic[K, V]):
         flight was dropped.
         """
         with self._lock:
-            try:
-                # get(), not pop(): dict.pop() on an empty dict never hashes
-                # the key, so an unhashable key would pass silently.
-                flight = self._flights.get(key)
-            except TypeError:
-                raise UnhashableKeyError(key) from None
-            if flight is None:
+            if self._flight_of(key) is None:
                 return False
             del self._flights[key]
             return True
@@ -456,10 +450,7 @@ class Group(Generic[K, V]):
     def forget_unshared(self, key: K) -> bool:
         """Forget ``key`` only if nobody has joined its flight; return whether it did."""
         with self._lock:
-            try:
-                flight = self._flights.get(key)
-            except TypeError:
-                raise UnhashableKeyError(key) from None
+            flight = self._flight_of(key)
             if flight is None or flight.followers:
                 return False
             del self._flights[key]
@@ -468,10 +459,7 @@ class Group(Generic[K, V]):
     def in_flight(self, key: K) -> bool:
         """Whether a flight for ``key`` is running now."""
         with self._lock:
-            try:
-                return key in self._flights
-            except TypeError:
-                raise UnhashableKeyError(key) from None
+            return self._flight_of(key) is not None
 
     def __contains__(self, key: object) -> bool:
         return self.in_flight(key)  # type: ignore[arg-type]
@@ -517,13 +505,19 @@ class Group(Generic[K, V]):
         """
         return fn
 
+    def _flight_of(self, key: Any) -> _Flight | None:
+        """The flight running for ``key``, or None. Caller holds ``_lock``."""
+        try:
+            # get(), never pop() on its own: dict.pop() on an empty dict does
+            # not hash the key, so an unhashable key would pass silently.
+            return self._flights.get(key)
+        except TypeError:
+            raise UnhashableKeyError(key) from None
+
     def _enter(self, key: Any, me: int) -> tuple[_Flight, bool]:
         """Lead a new flight for ``key`` or join the running one."""
         with self._lock:
-            try:
-                flight = self._flights.get(key)
-            except TypeError:
-                raise UnhashableKeyError(key) from None
+            flight = self._flight_of(key)
             if flight is None:
                 flight = _Flight(key, me)
                 self._flights[key] = flight
@@ -610,8 +604,9 @@ class Group(Generic[K, V]):
         # before is in ``followers``/``handles`` and will be woken below.
         key = flight.key
         with self._lock:
-            current = self._flights.pop(key, None)
-            if current is not flight and current is not None:
+            # The default is for a key that forget() dropped: nothing to restore.
+            current = self._flights.pop(key, flight)
+            if current is not flight:
                 # forget() dropped our key and a new flight took it: keep that one.
                 self._flights[key] = current
             if error is not None:
@@ -722,10 +717,7 @@ class Group(Generic[K, V]):
     ) -> Future[Any]:
         handle: Future[Any] = Future()
         with self._lock:
-            try:
-                flight = self._flights.get(key)
-            except TypeError:
-                raise UnhashableKeyError(key) from None
+            flight = self._flight_of(key)
             if flight is None:
                 flight = _Flight(key, None)
                 flight.starter = handle
