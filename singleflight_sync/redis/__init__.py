@@ -17,18 +17,16 @@ Example::
 
 from __future__ import annotations
 
-from ._redis import (
-    JsonSerializer,
-    PickleSerializer,
-    RedisGroup,
-    RedisStats,
-    RedisUnavailableError,
-    RemoteFlightError,
-    ResultSerializationError,
-    Serializer,
-    UnstableKeyError,
-    key_name,
-)
+try:
+    import redis as _redis_py  # noqa: F401 - fail here, with the install command, not deep inside
+except ImportError as exc:  # pragma: no cover - exercised only without the extra
+    msg = "singleflight_sync.redis needs redis-py: pip install 'singleflight-sync[redis]'"
+    raise ImportError(msg) from exc
+
+from ._codec import JsonSerializer, PickleSerializer, Serializer
+from ._errors import RedisUnavailableError, RemoteFlightError, ResultSerializationError, UnstableKeyError
+from ._group import RedisGroup, RedisStats
+from ._keys import key_name
 
 __all__ = [
     "JsonSerializer",

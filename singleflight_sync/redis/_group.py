@@ -19,52 +19,34 @@ This module imports redis-py; ``import singleflight_sync`` never does.
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import json
 import logging
 import math
 import os
-import pickle
 import secrets
-import threading
 import time
-import traceback
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-try:
-    import redis
-    from redis.backoff import ExponentialBackoff
-    from redis.exceptions import RedisError
-    from redis.retry import Retry
-except ImportError as exc:  # pragma: no cover - exercised only without the extra
-    msg = "singleflight_sync.redis needs redis-py: pip install 'singleflight-sync[redis]'"
-    raise ImportError(msg) from exc
+from redis.exceptions import RedisError
 
-from ._errors import FlightTimeoutError, SingleFlightError
-from ._group import FlightStats, Group, K, V, _check_timeout, _require_callable
-from ._keys import _KWMARK
+from singleflight_sync._errors import FlightTimeoutError
+from singleflight_sync._group import FlightStats, Group, K, V, _check_timeout, _require_callable
+
+from ._codec import JsonSerializer, Serializer, _describe
+from ._deploy import _client_from
+from ._errors import RedisUnavailableError, RemoteFlightError, ResultSerializationError, _error_record, _RemoteTraceback
+from ._keys import _Names, key_name
+from ._lease import _ACQUIRE, _EXTEND, _FINISH, _Renewer
+from ._wakeups import _Listener
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Hashable
     from concurrent.futures import Future
 
-    from redis.commands.core import Script
+    import redis
     from typing_extensions import Self  # typing.Self is 3.11+; only the checker reads this
 
-    from ._group import FlightRecord, _Flight
-
-__all__ = [
-    "JsonSerializer",
-    "PickleSerializer",
-    "RedisGroup",
-    "RedisStats",
-    "RedisUnavailableError",
-    "RemoteFlightError",
-    "ResultSerializationError",
-    "Serializer",
-    "UnstableKeyError",
-]
+    from singleflight_sync._group import FlightRecord, _Flight
 
 _log = logging.getLogger("singleflight_sync")
 
@@ -72,206 +54,6 @@ _log = logging.getLogger("singleflight_sync")
 # store results but drop the wake-up publish. Tests use it to check that
 # followers still finish when a publish is lost.
 DROP_PUBLISH_ENV = "SINGLEFLIGHT_REDIS_DROP_PUBLISH"
-
-_MAX_KEY_CHARS = 200
-_STOP_PREFIX = "\x00stop "
-
-# -- errors -----------------------------------------------------------------------
-
-
-class RemoteFlightError(SingleFlightError):
-    """The leader of a flight raised, in another process.
-
-    ``remote_type`` is the qualified name of the leader's exception class,
-    ``remote_message`` its ``str()`` and ``remote_traceback`` its formatted
-    traceback, as text (exceptions do not cross processes as objects). The
-    ``__cause__`` prints that traceback, so a logged error shows both sides.
-    """
-
-    def __init__(self, key: Any, remote_type: str, remote_message: str, remote_traceback: str) -> None:
-        self.key = key
-        self.remote_type = remote_type
-        self.remote_message = remote_message
-        self.remote_traceback = remote_traceback
-        msg = f"the flight for key {key!r} failed in another process: {remote_type}: {remote_message}"
-        super().__init__(msg)
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.key, self.remote_type, self.remote_message, self.remote_traceback))
-
-
-class _RemoteTraceback(Exception):
-    """The ``__cause__`` of a :class:`RemoteFlightError`: prints the leader's traceback."""
-
-    def __init__(self, text: str) -> None:
-        super().__init__(text)
-        self.text = text
-
-    def __str__(self) -> str:
-        return "\n\n" + self.text.rstrip("\n")
-
-
-class RedisUnavailableError(SingleFlightError):
-    """Redis could not be reached and the group's ``on_unavailable`` is ``"raise"``.
-
-    ``__cause__`` is the redis-py error.
-    """
-
-    def __init__(self, key: Any, reason: str) -> None:
-        self.key = key
-        self.reason = reason
-        super().__init__(f"cannot coordinate the flight for key {key!r} on Redis: {reason}")
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.key, self.reason))
-
-
-class ResultSerializationError(SingleFlightError):
-    """A flight's result could not be serialized (or a stored one deserialized).
-
-    Every local caller of the flight gets this error; other processes get a
-    :class:`RemoteFlightError` naming it, so nobody waits for a result that
-    was never stored.
-    """
-
-    def __init__(self, key: Any, reason: str) -> None:
-        self.key = key
-        self.reason = reason
-        super().__init__(f"the result of the flight for key {key!r} {reason}")
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.key, self.reason))
-
-
-class UnstableKeyError(SingleFlightError, TypeError):
-    """A key is not the same in every process, so it cannot name a flight in Redis.
-
-    Only ``str``, ``int``, ``float``, ``bool``, ``None`` and tuples of them
-    are accepted. It is also a builtin :class:`TypeError`.
-    """
-
-    def __init__(self, key: Any, message: str) -> None:
-        self.key = key
-        super().__init__(message)
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.key, str(self)))
-
-
-# -- serializers -------------------------------------------------------------------
-
-
-class Serializer(Protocol):
-    """What ``serializer=`` takes: ``dumps(value) -> bytes | str`` and ``loads(bytes) -> value``.
-
-    The modules ``json`` and ``pickle`` fit as they are.
-    """
-
-    def dumps(self, value: Any, /) -> bytes | str: ...  # pragma: no cover - protocol
-
-    def loads(self, data: bytes, /) -> Any: ...  # pragma: no cover - protocol
-
-
-class JsonSerializer:
-    """The default serializer: JSON, so only data (no code) comes back from Redis.
-
-    Tuples come back as lists, as JSON has no tuple.
-    """
-
-    def dumps(self, value: Any, /) -> bytes:
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=True).encode()
-
-    def loads(self, data: bytes, /) -> Any:
-        return json.loads(data)
-
-    def __repr__(self) -> str:
-        return "JsonSerializer()"
-
-
-class PickleSerializer:
-    """Pickle any picklable value. UNSAFE when others can write to the Redis server.
-
-    Unpickling runs code chosen by whoever wrote the bytes: use it only when
-    every client of that Redis server is trusted.
-    """
-
-    def dumps(self, value: Any, /) -> bytes:
-        return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
-
-    def loads(self, data: bytes, /) -> Any:
-        return pickle.loads(data)  # noqa: S301 - an explicit, documented opt-in
-
-    def __repr__(self) -> str:
-        return "PickleSerializer()"
-
-
-# -- keys --------------------------------------------------------------------------
-
-
-def _plain(value: Any, root: Any) -> Any:
-    """Map a key to JSON-ready data, rejecting what differs between processes."""
-    cls = type(value)
-    if cls is str or cls is int or cls is bool or value is None:
-        return value
-    if cls is float:
-        return value
-    if cls is tuple:
-        return [_plain(item, root) for item in value]
-    if value is _KWMARK:
-        return {"kw": 1}  # hashkey()'s marker; a dict never comes from anything else
-    what = f"{cls.__module__}.{cls.__qualname__}" if cls.__module__ != "builtins" else cls.__qualname__
-    msg = (
-        f"key {root!r:.80} contains a value of type {what} ({value!r:.60}), which is not the same in every process; "
-        "a RedisGroup key must be built from str, int, float, bool, None and tuples of them; "
-        "with @singleflight pass key= (for example key=lambda obj, x: f'{obj.id}:{x}')"
-    )
-    raise UnstableKeyError(root, msg)
-
-
-def key_name(key: Any) -> str:
-    """The text that names ``key`` in Redis, the same in every process.
-
-    JSON of the key (tuples as arrays); longer than 200 characters, its
-    SHA-256 instead.
-    """
-    text = json.dumps(_plain(key, key), separators=(",", ":"), ensure_ascii=False, allow_nan=True)
-    if len(text) > _MAX_KEY_CHARS:
-        return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
-    return text
-
-
-# -- Lua: each script is atomic on the server ------------------------------------------
-
-# KEYS: lock, result. ARGV: token, lease ms.
-# {1, payload}: a result is stored. {0}: the lease is ours. {2, pttl}: held by another.
-_ACQUIRE = """
-local r = redis.call('GET', KEYS[2])
-if r then return {1, r} end
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {0} end
-return {2, redis.call('PTTL', KEYS[1])}
-"""
-
-# KEYS: lock. ARGV: token, lease ms. 1 if the lease was still ours and is extended.
-_EXTEND = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-return 0
-"""
-
-# KEYS: lock, result. ARGV: token, payload ('' stores nothing), ttl ms, channel,
-# name, publish ('1'/'0'). The result is stored even when the lease was lost
-# (it is a fresh outcome); the lock is deleted only if it is still ours.
-_FINISH = """
-if ARGV[2] ~= '' then redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3]) end
-local held = 0
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('DEL', KEYS[1])
-  held = 1
-end
-if ARGV[6] == '1' then redis.call('PUBLISH', ARGV[4], ARGV[5]) end
-return held
-"""
-
-# -- stats --------------------------------------------------------------------------
 
 
 class RedisStats(NamedTuple):
@@ -299,204 +81,6 @@ class RedisStats(NamedTuple):
     timeouts: int
     in_flight: int
 
-
-# -- the listener: one pub/sub connection and thread per group ---------------------------
-
-
-class _Listener:
-    """Wakes the waiters of a key when its leader publishes, in any process.
-
-    One connection subscribed to one channel; the key name is the payload.
-    Started by the first wait; a forked child starts its own. After every
-    (re)subscription all waiters are woken to re-check, because messages
-    sent while the connection was down are lost.
-    """
-
-    def __init__(self, client: redis.Redis, channel: str) -> None:
-        self._client = client
-        self._channel = channel
-        self._ident = secrets.token_hex(8)
-        # _lock protects _waiters and _thread.
-        self._lock = threading.Lock()
-        self._waiters: dict[bytes, set[threading.Event]] = {}
-        self._thread: threading.Thread | None = None
-        self._stop = threading.Event()
-        self._subscribed = threading.Event()
-
-    def register(self, name: bytes) -> threading.Event:
-        event = threading.Event()
-        with self._lock:
-            self._waiters.setdefault(name, set()).add(event)
-            if self._thread is None and not self._stop.is_set():
-                self._thread = threading.Thread(target=self._run, name="singleflight-redis-listener", daemon=True)
-                self._thread.start()
-        return event
-
-    def unregister(self, name: bytes, event: threading.Event) -> None:
-        with self._lock:
-            events = self._waiters.get(name)
-            if events is not None:
-                events.discard(event)
-                if not events:
-                    del self._waiters[name]
-
-    def wait_subscribed(self, timeout: float) -> bool:
-        return self._subscribed.wait(timeout)
-
-    @property
-    def subscribed(self) -> bool:
-        return self._subscribed.is_set()
-
-    def _wake(self, name: bytes | None) -> None:
-        with self._lock:
-            if name is None:
-                events = [e for group in self._waiters.values() for e in group]
-            else:
-                events = list(self._waiters.get(name, ()))
-        for event in events:
-            event.set()
-
-    def _run(self) -> None:
-        stop = (_STOP_PREFIX + self._ident).encode()
-        backoff = 0.05
-        while not self._stop.is_set():
-            pubsub = self._client.pubsub()  # type: ignore[no-untyped-call]
-            try:
-                pubsub.subscribe(self._channel)
-                while True:
-                    message: Any = pubsub.get_message(timeout=1.0)
-                    if message is None:
-                        if self._stop.is_set():
-                            return
-                        continue
-                    kind = message["type"]
-                    if kind in {"subscribe", b"subscribe"}:
-                        backoff = 0.05
-                        self._subscribed.set()
-                        self._wake(None)  # re-check: publishes may have been lost meanwhile
-                    elif kind in {"message", b"message"}:
-                        data = message["data"]
-                        if isinstance(data, str):
-                            data = data.encode()
-                        if data == stop:
-                            return
-                        self._wake(data)
-            except Exception as exc:
-                # Whatever happened, keep listening: the waiters re-check on
-                # their own meanwhile, and are woken now to do so at once.
-                self._subscribed.clear()
-                level = logging.DEBUG if isinstance(exc, (RedisError, OSError)) else logging.WARNING
-                _log.log(level, "singleflight listener on %s failed; reconnecting: %r", self._channel, exc)
-                self._wake(None)
-                self._stop.wait(backoff)
-                backoff = min(backoff * 2, 1.0)
-            finally:
-                try:
-                    pubsub.close()
-                except Exception:
-                    _log.debug("closing the listener's pub/sub connection failed", exc_info=True)
-
-    def close(self) -> None:
-        self._stop.set()
-        with self._lock:
-            thread = self._thread
-        if thread is None:
-            return
-        # The thread blocks on its socket; a message to itself ends it now.
-        with contextlib.suppress(RedisError):
-            self._client.publish(self._channel, _STOP_PREFIX + self._ident)
-        thread.join(3.0)
-
-
-class _Names:
-    """The Redis names of one key: lock, result, and the payload of its wake-up."""
-
-    __slots__ = ("lock", "name", "result")
-
-    def __init__(self, ns: str, name: str) -> None:
-        self.name = name
-        self.lock = f"{ns}:lock:{name}"
-        self.result = f"{ns}:result:{name}"
-
-
-# -- the renewer: one thread extends every lease this group holds ------------------------
-
-
-class _Lease:
-    __slots__ = ("due", "lock_key", "lost", "token")
-
-    def __init__(self, lock_key: str, token: str, due: float) -> None:
-        self.lock_key = lock_key
-        self.token = token
-        self.due = due
-        self.lost = False
-
-
-class _Renewer:
-    """Extends held leases every ``lease / 3`` while their work runs."""
-
-    def __init__(self, extend: Script, lease_ms: int) -> None:
-        self._extend = extend
-        self._lease_ms = lease_ms
-        self._interval = lease_ms / 3000.0
-        # _cond protects _leases, _thread and _stopping.
-        self._cond = threading.Condition(threading.Lock())
-        self._leases: dict[str, _Lease] = {}
-        self._thread: threading.Thread | None = None
-        self._stopping = False
-
-    def add(self, lock_key: str, token: str) -> _Lease:
-        lease = _Lease(lock_key, token, time.monotonic() + self._interval)
-        with self._cond:
-            self._leases[token] = lease
-            if self._thread is None and not self._stopping:
-                self._thread = threading.Thread(target=self._run, name="singleflight-redis-renewer", daemon=True)
-                self._thread.start()
-            self._cond.notify()
-        return lease
-
-    def remove(self, lease: _Lease) -> None:
-        with self._cond:
-            self._leases.pop(lease.token, None)
-
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                while True:
-                    if self._stopping:
-                        return
-                    now = time.monotonic()
-                    due = [lease for lease in self._leases.values() if lease.due <= now]
-                    if due:
-                        break
-                    nxt = min((lease.due for lease in self._leases.values()), default=None)
-                    self._cond.wait(None if nxt is None else nxt - now)
-                for lease in due:
-                    lease.due = now + self._interval
-            for lease in due:
-                try:
-                    ok = self._extend(keys=[lease.lock_key], args=[lease.token, self._lease_ms])
-                except RedisError as exc:
-                    # Two more tries before the lease can expire.
-                    _log.warning("could not extend the lease %s: %r", lease.lock_key, exc)
-                    continue
-                if not ok and not lease.lost:
-                    lease.lost = True
-                    _log.warning(
-                        "the lease %s expired while its work was running; another process may run it too",
-                        lease.lock_key,
-                    )
-
-    def close(self) -> None:
-        with self._cond:
-            self._stopping = True
-            thread = self._thread
-            self._cond.notify()
-        if thread is not None:
-            thread.join(3.0)
-
-
-# -- the group ---------------------------------------------------------------------------
 
 _ON_ERROR = ("raise_remote", "rerun")
 _ON_UNAVAILABLE = ("local", "raise")
@@ -929,39 +513,3 @@ class RedisGroup(Group[K, V]):
             exc,
             self._ns,
         )
-
-
-def _describe(serializer: object) -> str:
-    # The json and pickle modules are serializers too: name them, not "module".
-    return str(getattr(serializer, "__name__", None) or type(serializer).__name__)
-
-
-def _client_from(value: object) -> tuple[redis.Redis, bool]:
-    """The client to use, and whether the group created it (and so closes it)."""
-    if isinstance(value, str):
-        if not value:
-            raise ValueError("client_or_url must be a redis.Redis client or a non-empty URL, got ''")
-        # Short timeouts and few retries: a dead server must turn into a
-        # fallback (or an error) quickly, not stall every caller.
-        client = redis.Redis.from_url(
-            value,
-            socket_timeout=5.0,
-            socket_connect_timeout=2.0,
-            retry=Retry(ExponentialBackoff(cap=0.1, base=0.01), 2),
-        )
-        return client, True
-    if isinstance(value, redis.Redis):
-        if value.get_connection_kwargs().get("decode_responses"):
-            msg = "client_or_url must be a client with decode_responses=False: results are stored as bytes"
-            raise ValueError(msg)
-        return value, False
-    msg = f"client_or_url must be a redis.Redis client or a URL string, got {type(value).__name__}"
-    raise TypeError(msg)
-
-
-def _error_record(exc: BaseException) -> bytes:
-    cls = type(exc)
-    name = cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
-    text = "".join(traceback.format_exception(cls, exc, exc.__traceback__))
-    record = {"type": name, "message": str(exc), "traceback": text}
-    return b"e" + json.dumps(record, ensure_ascii=False).encode()

@@ -1,0 +1,102 @@
+"""The errors of the Redis layer.
+
+Like the core's errors, each carries its key, builds its message once and
+pickles through ``__reduce__``. ``_error_record`` is the wire form of a
+leader's exception: type name, message and traceback text, since exceptions
+do not cross processes as objects.
+"""
+
+from __future__ import annotations
+
+import json
+import traceback
+from typing import Any
+
+from singleflight_sync._errors import SingleFlightError
+
+
+class RemoteFlightError(SingleFlightError):
+    """The leader of a flight raised, in another process.
+
+    ``remote_type`` is the qualified name of the leader's exception class,
+    ``remote_message`` its ``str()`` and ``remote_traceback`` its formatted
+    traceback, as text (exceptions do not cross processes as objects). The
+    ``__cause__`` prints that traceback, so a logged error shows both sides.
+    """
+
+    def __init__(self, key: Any, remote_type: str, remote_message: str, remote_traceback: str) -> None:
+        self.key = key
+        self.remote_type = remote_type
+        self.remote_message = remote_message
+        self.remote_traceback = remote_traceback
+        msg = f"the flight for key {key!r} failed in another process: {remote_type}: {remote_message}"
+        super().__init__(msg)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.key, self.remote_type, self.remote_message, self.remote_traceback))
+
+
+class _RemoteTraceback(Exception):
+    """The ``__cause__`` of a :class:`RemoteFlightError`: prints the leader's traceback."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.text = text
+
+    def __str__(self) -> str:
+        return "\n\n" + self.text.rstrip("\n")
+
+
+class RedisUnavailableError(SingleFlightError):
+    """Redis could not be reached and the group's ``on_unavailable`` is ``"raise"``.
+
+    ``__cause__`` is the redis-py error.
+    """
+
+    def __init__(self, key: Any, reason: str) -> None:
+        self.key = key
+        self.reason = reason
+        super().__init__(f"cannot coordinate the flight for key {key!r} on Redis: {reason}")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.key, self.reason))
+
+
+class ResultSerializationError(SingleFlightError):
+    """A flight's result could not be serialized (or a stored one deserialized).
+
+    Every local caller of the flight gets this error; other processes get a
+    :class:`RemoteFlightError` naming it, so nobody waits for a result that
+    was never stored.
+    """
+
+    def __init__(self, key: Any, reason: str) -> None:
+        self.key = key
+        self.reason = reason
+        super().__init__(f"the result of the flight for key {key!r} {reason}")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.key, self.reason))
+
+
+class UnstableKeyError(SingleFlightError, TypeError):
+    """A key is not the same in every process, so it cannot name a flight in Redis.
+
+    Only ``str``, ``int``, ``float``, ``bool``, ``None`` and tuples of them
+    are accepted. It is also a builtin :class:`TypeError`.
+    """
+
+    def __init__(self, key: Any, message: str) -> None:
+        self.key = key
+        super().__init__(message)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.key, str(self)))
+
+
+def _error_record(exc: BaseException) -> bytes:
+    cls = type(exc)
+    name = cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+    text = "".join(traceback.format_exception(cls, exc, exc.__traceback__))
+    record = {"type": name, "message": str(exc), "traceback": text}
+    return b"e" + json.dumps(record, ensure_ascii=False).encode()
