@@ -18,7 +18,7 @@ from collections.abc import Callable, Hashable
 from concurrent.futures import Executor, Future
 from concurrent.futures import TimeoutError as _FutureTimeout
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, NamedTuple, TypeVar
 
 from . import _fork
 from ._errors import (
@@ -237,6 +237,10 @@ class Group(Generic[K, V]):
         self._errors = 0
         self._timeouts = 0
         _fork.register(self)
+
+    # Called (outside the lock) when a submit() or do_async() caller joins a
+    # running flight; None unless singleflight_sync.otel is instrumenting.
+    _join_hook: ClassVar[Callable[[Group[Any, Any], _Flight, Future[Any]], None] | None] = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -758,6 +762,8 @@ class Group(Generic[K, V]):
                 # land the flight then, or its key would stay in flight for ever.
                 # The callback holds the job, not the flight: _run empties it.
                 task.add_done_callback(lambda task: self._dropped(job, task))
+        elif Group._join_hook is not None:
+            Group._join_hook(self, flight, handle)
         return handle
 
     def _withdraw(self, key: Any, handle: Future[Any]) -> bool:
