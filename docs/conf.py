@@ -55,7 +55,7 @@ nitpick_ignore_regex = [
     ),
     ("py:(class|obj)", r"(singleflight_sync\._\w+\.)?(K|V|P|R|T|P\.args|P\.kwargs)"),
     ("py:class", r"AbstractContextManager"),
-    ("py:class", r"(redis|django|prometheus_client|opentelemetry)\..*"),
+    ("py:class", r"(redis|django|prometheus_client|opentelemetry|trace|metrics)\..*"),
     (
         "py:(obj|data|exc|func|meth|attr)",
         r"(typing|collections|concurrent|asyncio|threading|redis|django|os|functools)\..*",
