@@ -22,7 +22,7 @@ from opentelemetry.trace import StatusCode
 
 from singleflight_sync import FlightTimeoutError, Group, otel, singleflight
 from singleflight_sync._group import Group as CoreGroup
-from tests.helpers import ExcThread, wait_until
+from helpers import ExcThread, wait_until
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
