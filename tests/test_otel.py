@@ -13,6 +13,7 @@ import pytest
 
 pytest.importorskip("opentelemetry.sdk", reason="the OpenTelemetry SDK is in the integration extra")
 
+from helpers import ExcThread, wait_until
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
@@ -22,7 +23,6 @@ from opentelemetry.trace import StatusCode
 
 from singleflight_sync import FlightTimeoutError, Group, otel, singleflight
 from singleflight_sync._group import Group as CoreGroup
-from helpers import ExcThread, wait_until
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
