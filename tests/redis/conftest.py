@@ -203,3 +203,7 @@ def spawn() -> Iterator[Callable[..., Worker]]:
     finally:
         for worker in workers:
             worker.kill()
+
+
+# Cluster and Sentinel topologies (tests/redis/topology.py).
+from topology import cluster, sentinel  # noqa: E402, F401 - fixtures, registered by import
