@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
+import sys
 import threading
 import time
 from collections.abc import Callable, Hashable
@@ -59,7 +60,10 @@ class FlightStats(NamedTuple):
     or led a flight; ``executions`` the times the function actually ran;
     ``shared`` the callers that received another caller's execution;
     ``errors`` the executions that raised; ``timeouts`` the followers that
-    stopped waiting; ``in_flight`` the keys running now.
+    stopped waiting; ``in_flight`` the keys running now; ``abandoned`` the
+    followers that left otherwise (a cancelled task or handle, an interrupt).
+    Once nothing is in flight,
+    ``calls == executions + shared + timeouts + abandoned``.
     """
 
     calls: int
@@ -68,6 +72,7 @@ class FlightStats(NamedTuple):
     errors: int
     timeouts: int
     in_flight: int
+    abandoned: int = 0
 
 
 @dataclass(frozen=True)
@@ -117,6 +122,7 @@ class _Flight(Future[Any]):
     landed = False
     orphaned = False
     handles: list[Future[Any]] | None = None
+    handle_followers = 0  # the followers among ``followers`` that joined as handles
     starter: Future[Any] | None = None  # the handle whose submit() started the flight
     blocked: list[int] | None = None  # idents of the followers blocked on it, for _waiting
     value: Any = None  # the result, for followers; written before set_result()
@@ -135,6 +141,20 @@ class _Flight(Future[Any]):
 
     def __repr__(self) -> str:
         return f"<flight key={self.key!r} followers={self.followers} landed={self.landed}>"
+
+
+class _Handle(Future[Any]):
+    """One ``submit()``/``do_async()`` caller's future, knowing its flight.
+
+    ``flight`` lets a caller that gives up withdraw from its own flight even
+    after ``forget()`` took the key; ``gave_up`` says why it did, for stats.
+    Both are guarded by the owning group's lock.
+    """
+
+    flight: _Flight | None  # None once the flight landed: no cycle through flight.handles
+    leads = False  # this handle's submit() started the flight
+    joined = False  # counted in flight.followers / handle_followers
+    gave_up = ""  # "timeout" or "cancel", set before the caller cancels
 
 
 def _interrupted(key: Any, exc: BaseException) -> LeaderInterrupted:
@@ -236,6 +256,10 @@ class Group(Generic[K, V]):
         self._shared = 0
         self._errors = 0
         self._timeouts = 0
+        self._abandoned = 0
+        # id -> flight, for flights that forget() took out of the map while
+        # they run: a forked child must still complete their handles.
+        self._detached: dict[int, _Flight] = {}
         _fork.register(self)
 
     # Called (outside the lock) when a submit() or do_async() caller joins a
@@ -394,6 +418,14 @@ class Group(Generic[K, V]):
             ...     Group().submit(pool, "k", pow, 2, 10).result()
             1024
         """
+        pools = sys.modules.get("concurrent.futures.process")  # never imported here just to check
+        if pools is not None and isinstance(executor, pools.ProcessPoolExecutor):
+            msg = (
+                "submit() cannot run a flight on a ProcessPoolExecutor: the flight belongs to this process's "
+                "group and its result must land here; pass a ThreadPoolExecutor (for CPU-bound work, "
+                "call the process pool from the function the flight runs)"
+            )
+            raise TypeError(msg)
         return self._handle(key, fn, args, kwargs, executor.submit)
 
     async def do_async(self, key: K, fn: Callable[..., V], /, *args: Any, **kwargs: Any) -> V:
@@ -417,20 +449,27 @@ class Group(Generic[K, V]):
         def start(run: Callable[..., object], *a: Any) -> Awaitable[object]:
             return loop.run_in_executor(None, run, *a)
 
-        handle = self._handle(key, fn, args, kwargs, start)
+        handle: _Handle = self._handle(key, fn, args, kwargs, start)  # type: ignore[assignment]
         waiter: asyncio.Future[V] | None = None
         try:
             waiter = asyncio.wrap_future(handle)
-            if self._timeout is None:
+            # The coroutine that started the flight leads it: like do()'s
+            # leader it is never timed out (timeouts apply to followers).
+            if self._timeout is None or handle.leads:
                 return await waiter
             try:
                 # shield: a timeout must not cancel the handle before we know
                 # whether its result is already being delivered.
                 return await asyncio.wait_for(asyncio.shield(waiter), self._timeout)
             except (asyncio.TimeoutError, TimeoutError):
-                if not self._withdraw(key, handle):
+                if not self._withdraw(handle, timed_out=True):
                     return await waiter  # delivery began as we gave up: take it
                 raise FlightTimeoutError(key, self._timeout) from None
+        except asyncio.CancelledError:
+            # This caller's task was cancelled (asyncio.wait_for, a timeout
+            # scope): leave the flight, which goes on for the others.
+            self._withdraw(handle, timed_out=False)
+            raise
         finally:
             # A raised copy's traceback holds this frame, and the handle holds
             # that copy: drop the handle to break the cycle.
@@ -446,9 +485,11 @@ class Group(Generic[K, V]):
         flight was dropped.
         """
         with self._lock:
-            if self._flight_of(key) is None:
+            flight = self._flight_of(key)
+            if flight is None:
                 return False
             del self._flights[key]
+            self._detach(flight)
             return True
 
     def forget_unshared(self, key: K) -> bool:
@@ -458,6 +499,7 @@ class Group(Generic[K, V]):
             if flight is None or flight.followers:
                 return False
             del self._flights[key]
+            self._detach(flight)
             return True
 
     def in_flight(self, key: K) -> bool:
@@ -488,12 +530,13 @@ class Group(Generic[K, V]):
                 self._errors,
                 self._timeouts,
                 len(self._flights),
+                self._abandoned,
             )
 
     def reset_stats(self) -> None:
         """Zero the counters (``in_flight`` always reflects the map)."""
         with self._lock:
-            self._joins = self._executions = self._shared = self._errors = self._timeouts = 0
+            self._joins = self._executions = self._shared = self._errors = self._timeouts = self._abandoned = 0
 
     def __repr__(self) -> str:
         s = self.stats()
@@ -618,10 +661,26 @@ class Group(Generic[K, V]):
             self._landed(flight)
         self._publish(flight, value, error)
 
+    def _detach(self, flight: _Flight) -> None:
+        """Remember a running flight forget() took out of the map. Caller holds ``_lock``."""
+        if flight.handles:
+            # Only handles outlive a fork (a child has none of the parent's
+            # threads); they must be completed there, so keep the flight.
+            self._detached[id(flight)] = flight
+
     def _landed(self, flight: _Flight) -> None:
         """Mark ``flight`` landed and settle its followers' books. Caller holds ``_lock``."""
         flight.landed = True
-        self._shared += flight.followers
+        # Handles are counted when they are delivered (_publish): a handle
+        # whose caller gave up meanwhile gets nothing and is not "shared".
+        self._shared += flight.followers - flight.handle_followers
+        if self._detached:
+            self._detached.pop(id(flight), None)
+        if flight.handles:
+            for handle in flight.handles:
+                # The handle goes to its caller, the flight holds the outcome
+                # and the handles: cut the handle's way back to the flight.
+                handle.flight = None  # type: ignore[attr-defined]
         # The followers' _waiting entries go here, in the leader's critical
         # section, so that woken followers return without taking the lock.
         if flight.blocked:
@@ -649,8 +708,21 @@ class Group(Generic[K, V]):
             else:
                 flight.set_exception(error)
         if flight.handles is not None:
+            starter = flight.starter
+            delivered = timeouts = abandoned = 0
             for handle in flight.handles:
-                _deliver(handle, value, error)
+                if _deliver(handle, value, error):
+                    delivered += handle is not starter
+                elif handle is not starter:
+                    if handle.gave_up == "timeout":  # type: ignore[attr-defined]
+                        timeouts += 1
+                    else:
+                        abandoned += 1
+            if delivered or timeouts or abandoned:
+                with self._lock:
+                    self._shared += delivered
+                    self._timeouts += timeouts
+                    self._abandoned += abandoned
         if error is not None and _log.isEnabledFor(logging.DEBUG):
             _log.debug("flight for key %r failed with %r (%d followers)", flight.key, error, flight.followers)
         if self._on_end is not None:
@@ -705,8 +777,14 @@ class Group(Generic[K, V]):
             if flight.landed:
                 return False
             flight.followers -= 1
+            if flight.blocked and me in flight.blocked:
+                # A flight that runs for minutes while callers retry must not
+                # grow with every caller that gave up on it.
+                flight.blocked.remove(me)
             if timed_out:
                 self._timeouts += 1
+            else:
+                self._abandoned += 1
         if timed_out and _log.isEnabledFor(logging.DEBUG):
             _log.debug("a follower of key %r timed out", flight.key)
         return True
@@ -719,12 +797,13 @@ class Group(Generic[K, V]):
         kwargs: dict[str, Any],
         start: Callable[..., object],
     ) -> Future[Any]:
-        handle: Future[Any] = Future()
+        handle = _Handle()
         with self._lock:
             flight = self._flight_of(key)
             if flight is None:
                 flight = _Flight(key, None)
                 flight.starter = handle
+                handle.leads = True
                 self._flights[key] = flight
                 self._executions += 1
                 leader = True
@@ -733,8 +812,11 @@ class Group(Generic[K, V]):
                 if not flight.armed:
                     flight._arm()
                 flight.followers += 1
+                flight.handle_followers += 1
+                handle.joined = True
                 self._joins += 1
                 leader = False
+            handle.flight = flight
             if flight.handles is None:
                 flight.handles = [handle]
             else:
@@ -749,49 +831,88 @@ class Group(Generic[K, V]):
                 task = start(self._run, job)
             except BaseException as exc:
                 # The executor refused the work: land the flight so nobody who
-                # joined meanwhile waits for a run that will never happen.
-                self._land(flight, None, exc if isinstance(exc, Exception) else _interrupted(key, exc))
+                # joined meanwhile waits for a run that will never happen. An
+                # inline executor may have run (and landed) it already, and
+                # raise what the work raised: then there is nothing to land.
+                if self._claim(job) is not None:
+                    self._land(flight, None, exc if isinstance(exc, Exception) else _interrupted(key, exc))
                 # exc's traceback holds this frame and the executor's frames
                 # that got the job; the handles hold copies chained to exc.
-                job.clear()
                 flight = handle = job = None  # type: ignore[assignment]
                 raise
-            if isinstance(task, Future):
-                # An executor may drop queued work without running it
-                # (shutdown(cancel_futures=True), or a cancel() of its future):
-                # land the flight then, or its key would stay in flight for ever.
-                # The callback holds the job, not the flight: _run empties it.
-                task.add_done_callback(lambda task: self._dropped(job, task))
+            add_done_callback = getattr(task, "add_done_callback", None)
+            if add_done_callback is not None:
+                # An executor may end the job without running it: drop it
+                # (shutdown(cancel_futures=True), a cancel() of its future), or
+                # fail its future (a process pool that cannot pickle it, a full
+                # queue). Land the flight then, or its key would stay in flight
+                # for ever. concurrent and asyncio futures both get here (the
+                # loop's run_in_executor). The callback holds the job, not the
+                # flight: _run empties it.
+                add_done_callback(lambda task: self._dropped(job, task))
         elif Group._join_hook is not None:
             Group._join_hook(self, flight, handle)
         return handle
 
-    def _withdraw(self, key: Any, handle: Future[Any]) -> bool:
-        """Cancel a handle whose caller timed out; False when its delivery already began."""
+    def _withdraw(self, handle: _Handle, *, timed_out: bool) -> bool:
+        """Cancel the handle of a caller that gives up; False when its delivery already began."""
+        # The handle knows its flight, so this works after forget() too.
+        handle.gave_up = "timeout" if timed_out else "cancel"
         # cancel() is the arbiter: _deliver() moves the handle to RUNNING
         # first, after which cancel() fails and the outcome is on its way.
+        # (A handle its caller cancelled already stays cancelled: True.)
         if not handle.cancel():
             return False
         with self._lock:
-            flight = self._flights.get(key)
-            if flight is not None and flight.handles and handle in flight.handles and flight.starter is not handle:
-                flight.handles.remove(handle)
+            flight = handle.flight
+            if flight is not None and handle.joined and not flight.landed:
+                # Not landed: the handle is still in the list, and leaving it
+                # there would grow a long flight with every caller that gave up.
+                handle.joined = False
+                flight.handles.remove(handle)  # type: ignore[union-attr]
                 flight.followers -= 1
-                self._timeouts += 1
+                flight.handle_followers -= 1
+                if timed_out:
+                    self._timeouts += 1
+                else:
+                    self._abandoned += 1
+            # Landed: _publish finds it cancelled and counts it by gave_up.
         return True
 
-    def _dropped(self, job: list[Any], task: Future[Any]) -> None:
-        # A cancelled executor future never ran _run, so the job is still full.
-        if task.cancelled() and job:
-            flight = job[0]
+    def _claim(self, job: list[Any], owner: int | None = None) -> list[Any] | None:
+        """Take a submitted job's contents once: to run it (as ``owner``), or to land it unrun."""
+        with self._lock:
+            if not job:
+                return None
+            taken = job[:]
             job.clear()
-            self._land(flight, None, LeaderInterrupted(flight.key, "was cancelled by its executor before it ran"))
+            if owner is not None:
+                taken[0].owner = owner
+            return taken
+
+    def _dropped(self, job: list[Any], task: Any) -> None:
+        # Called when the executor's future is done. If _run never claimed
+        # the job, the executor ended it without running it.
+        taken = self._claim(job)
+        if taken is None:
+            return
+        flight = taken[0]
+        if task.cancelled():
+            error = LeaderInterrupted(flight.key, "was cancelled by its executor before it ran")
+        else:
+            cause = task.exception()
+            what = "failed" if cause is not None else "completed"
+            error = LeaderInterrupted(flight.key, f"was {what} by its executor without running")
+            error.__cause__ = cause
+        taken.clear()
+        self._land(flight, None, error)
 
     def _run(self, job: list[Any]) -> None:
-        flight, fn, args, kwargs = job
-        job.clear()
-        with self._lock:
-            flight.owner = _get_ident()
+        taken = self._claim(job, _get_ident())
+        if taken is None:
+            return  # landed already: its executor reported it dropped or failed
+        flight, fn, args, kwargs = taken
+        taken.clear()
         # An Exception was delivered to every handle by _land; the
         # executor's own future for this task is never read.
         try:
@@ -811,8 +932,9 @@ class Group(Generic[K, V]):
         # _fork._before_fork took the lock in the forking thread, so nobody
         # was inside a critical section: reinitialise it, unlocked.
         _reinit_lock(self._lock)
-        old = list(self._flights.values())
+        old = [*self._flights.values(), *self._detached.values()]
         self._flights.clear()
+        self._detached.clear()
         self._waiting.clear()
         for flight in old:
             flight.orphaned = True
@@ -832,12 +954,14 @@ def _reinit_lock(lock: threading.Lock) -> None:
         lock.release()
 
 
-def _deliver(handle: Future[Any], value: Any, error: BaseException | None) -> None:
+def _deliver(handle: Future[Any], value: Any, error: BaseException | None) -> bool:
+    """Complete one caller's handle; False when its caller had cancelled it."""
     # set_running_or_notify_cancel() is False when this caller cancelled its
     # handle; after it returns True a cancel() can no longer race the result.
     if not handle.set_running_or_notify_cancel():
-        return
+        return False
     if error is None:
         handle.set_result(value)
     else:
         handle.set_exception(_caller_copy(error))
+    return True

@@ -170,7 +170,7 @@ def _raise_boom() -> None:
 def test_stats_is_a_named_tuple(group: Group[object, object]) -> None:
     s = group.stats()
     assert isinstance(s, tuple)
-    assert s._fields == ("calls", "executions", "shared", "errors", "timeouts", "in_flight")
+    assert s._fields == ("calls", "executions", "shared", "errors", "timeouts", "in_flight", "abandoned")
 
 
 def test_repr_mentions_counts(group: Group[object, object]) -> None:

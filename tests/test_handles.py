@@ -332,8 +332,9 @@ def test_cancelling_the_awaiting_task_does_not_cancel_the_flight(group: G) -> No
         with pytest.raises(asyncio.CancelledError):
             await task
         assert group.in_flight("k")
+        assert followers_of(group, "k") == 0  # the cancelled caller left the flight
         patient = start(group.do, "k", never)
-        wait_until(lambda: followers_of(group, "k") == 2)
+        wait_until(lambda: followers_of(group, "k") == 1)
 
     asyncio.run(main())
     assert leader.is_alive()

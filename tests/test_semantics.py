@@ -568,13 +568,13 @@ def test_follower_interrupted_by_keyboard_interrupt_leaves_cleanly(group: G) -> 
     assert group.in_flight("k")
     assert followers_of(group, "k") == 1
     assert main_ident not in group._waiting
-    assert group.stats() == FlightStats(calls=3, executions=1, shared=0, errors=0, timeouts=0, in_flight=1)
+    assert group.stats() == FlightStats(calls=3, executions=1, shared=0, errors=0, timeouts=0, in_flight=1, abandoned=1)
     gate.finish("v")
     leader.join()
     other.join()
     assert leader.result == CallInfo("v", True, True)
     assert other.result == CallInfo("v", False, True)
-    assert group.stats() == FlightStats(calls=3, executions=1, shared=1, errors=0, timeouts=0, in_flight=0)
+    assert group.stats() == FlightStats(calls=3, executions=1, shared=1, errors=0, timeouts=0, in_flight=0, abandoned=1)
     assert records[0].followers == 1
     assert group._waiting == {}
     # The interrupted thread can use the key again at once.

@@ -205,3 +205,126 @@ def test_stress_accounting_at_quiescence() -> None:
     assert total.shared > 0, ctx
     assert total.timeouts > 0, ctx
     assert stats.errors > 0, ctx
+
+
+class Clock:
+    """A global order of events: a lock-guarded counter (no reliance on the GIL)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._n = 0
+
+    def tick(self) -> int:
+        with self._lock:
+            self._n += 1
+            return self._n
+
+
+def test_stress_mixed_entry_points() -> None:
+    """do/call, submit on a real pool (awaited or cancelled), do_async (some cancelled), forgets, timeouts.
+
+    At quiescence: every value a caller got was produced by a run of its key
+    that ended after the call began (it was running, or started later), the
+    map is empty, and calls == executions + shared + timeouts + abandoned.
+    """
+    import asyncio  # noqa: PLC0415 - only this test needs it
+    from concurrent.futures import CancelledError, ThreadPoolExecutor  # noqa: PLC0415
+
+    clock = Clock()
+    runs: dict[int, tuple[Any, int, int]] = {}  # token -> (key, started, landed)
+    runs_lock = threading.Lock()
+    leader = threading.local()  # the token the leader's thread just ran
+
+    def landed(record: FlightRecord) -> None:
+        # on_flight_end runs in the leader's thread after the landing: a tick
+        # taken here is later than the moment nobody could join any more.
+        token, key, started = leader.run
+        leader.run = None
+        assert record.key == key
+        with runs_lock:
+            runs[token] = (key, started, clock.tick())
+
+    group: Group[Any, Any] = Group(on_flight_end=landed)
+    got: list[tuple[Any, int, int]] = []  # (key, token of the value, tick when the call began)
+    got_lock = threading.Lock()
+    tokens = itertools.count()
+    token_lock = threading.Lock()
+    seed = random.randrange(2**32)
+    deadline = time.monotonic() + SECONDS / 2
+
+    def make(key: Any, rnd: random.Random) -> Any:
+        with token_lock:
+            token = next(tokens)
+        work = rnd.choice((0, 0.0002, 0.001, 0.003))
+
+        def fn() -> Any:
+            leader.run = (token, key, clock.tick())
+            if work:
+                time.sleep(work)  # simulated work, not synchronisation
+            return (key, token)
+
+        return fn
+
+    def record(key: Any, began: int, value: Any) -> None:
+        assert value[0] == key
+        with got_lock:
+            got.append((key, value[1], began))
+
+    def worker(i: int, pool: ThreadPoolExecutor) -> None:
+        rnd = random.Random(seed + i)
+        loop = asyncio.new_event_loop()
+        try:
+            while time.monotonic() < deadline:
+                key = rnd.choice(KEYS[:3])
+                roll = rnd.random()
+                began = clock.tick()
+                if roll < 0.05:
+                    group.forget(key)
+                elif roll < 0.35:
+                    try:
+                        record(key, began, group.call(key, make(key, rnd), timeout=rnd.choice((None, 0.001))).value)
+                    except FlightTimeoutError:
+                        pass
+                elif roll < 0.6:
+                    handle = group.submit(pool, key, make(key, rnd))
+                    if rnd.random() < 0.3 and handle.cancel():
+                        continue
+                    try:
+                        record(key, began, handle.result(30))
+                    except CancelledError:
+                        pass
+                else:
+                    wait = rnd.choice((None, 0.001, 0.01))
+
+                    async def one(key: Any = key, wait: float | None = wait) -> Any:
+                        return await asyncio.wait_for(group.do_async(key, make(key, rnd)), wait)
+
+                    try:
+                        record(key, began, loop.run_until_complete(one()))
+                    except (asyncio.TimeoutError, TimeoutError):
+                        pass
+        finally:
+            loop.close()
+
+    with ThreadPoolExecutor(4) as pool:
+        threads = [ExcThread(worker, i, pool, name=f"mixed-{i}") for i in range(8 if FREE_THREADED else 12)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join(SECONDS + 60)
+    # The pool has finished every job: every flight has landed.
+    s = group.stats()
+    ctx = f"seed={seed} stats={s}"
+    print(f"\nmixed stress: {s}")
+    assert s.in_flight == 0, ctx
+    assert group._flights == {}, ctx
+    assert group._waiting == {}, ctx
+    assert group._detached == {}, ctx
+    assert s.executions == len(runs), ctx
+    assert s.calls == s.executions + s.shared + s.timeouts + s.abandoned, ctx
+    for key, token, began in got:
+        run_key, _, ended = runs[token]
+        assert run_key == key, ctx
+        assert ended > began, f"{ctx}: a value from a flight that had landed before the call began"
+    assert s.shared > 0, ctx
+    assert s.abandoned + s.timeouts > 0, ctx

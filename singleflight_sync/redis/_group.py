@@ -80,6 +80,7 @@ class RedisStats(NamedTuple):
     errors: int
     timeouts: int
     in_flight: int
+    abandoned: int = 0
 
 
 _ON_ERROR = ("raise_remote", "rerun")
@@ -244,7 +245,7 @@ class RedisGroup(Group[K, V]):
     def stats(self) -> FlightStats:
         """The :class:`FlightStats`; ``executions`` counts runs in this process."""
         s = self.redis_stats()
-        return FlightStats(s.calls, s.executions, s.local_shares, s.errors, s.timeouts, s.in_flight)
+        return FlightStats(s.calls, s.executions, s.local_shares, s.errors, s.timeouts, s.in_flight, s.abandoned)
 
     def redis_stats(self) -> RedisStats:
         """Return every counter, local and remote, as a :class:`RedisStats`."""
@@ -260,6 +261,7 @@ class RedisGroup(Group[K, V]):
                 self._errors,
                 self._timeouts,
                 len(self._flights),
+                self._abandoned,
             )
 
     def reset_stats(self) -> None:
