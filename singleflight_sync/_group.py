@@ -10,7 +10,6 @@ flight lands its key is removed, so the next call runs again.
 from __future__ import annotations
 
 import contextlib
-import copy
 import logging
 import sys
 import threading
@@ -29,6 +28,7 @@ from ._errors import (
     UnhashableKeyError,
     WaitCycleError,
 )
+from ._exccopy import copy_exception
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable
@@ -169,24 +169,17 @@ def _caller_copy(exc: BaseException) -> BaseException:
     Raising one shared instance from many threads makes each ``raise`` append
     that thread's frames to the same ``__traceback__`` (cpython#101267), so
     every follower raises its own copy, whose ``__cause__`` is the original
-    with the leader's traceback. An exception that cannot be copied to its own
-    type is raised as the shared instance.
+    with the leader's traceback. The copy is made without running
+    ``__init__`` (see ``_exccopy``). An exception that cannot be copied to its
+    own type is raised as the shared instance.
     """
     if isinstance(exc, LeaderInterrupted):
         fresh = LeaderInterrupted(exc.key, exc.reason)
         fresh.__cause__ = exc.__cause__
         return fresh
-    try:
-        dup = copy.copy(exc)
-    except Exception:  # an exception class whose args do not rebuild it
+    dup = copy_exception(exc)
+    if dup is None:  # an exception class that cannot be rebuilt
         return exc
-    if type(dup) is not type(exc):
-        return exc
-    notes = getattr(exc, "__notes__", None)
-    if isinstance(notes, list):
-        # copy.copy shares the instance __dict__'s values: give each caller
-        # its own list so add_note() on one copy does not show up in the others.
-        dup.__notes__ = list(notes)  # type: ignore[attr-defined]
     dup.__traceback__ = None
     dup.__cause__ = exc
     return dup

@@ -71,7 +71,7 @@ def test_a_job_failed_by_its_executor_lands_the_flight_for_every_caller() -> Non
     first = group.submit(later, "k", ran.set)
     second = group.submit(later, "k", ran.set)  # joins the same flight
     assert group.stats().shared == 0
-    (job_future, _, _), = later.jobs
+    ((job_future, _, _),) = later.jobs
     rejection = RuntimeError("queue full")
     job_future.set_exception(rejection)  # never ran
     for handle in (first, second):
