@@ -6,7 +6,7 @@ import functools
 import inspect
 from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar, overload
 
-from ._errors import UnhashableKeyError
+from ._errors import UnhashableKeyError, show_key
 from ._group import FlightStats, Group, _check_timeout
 from ._keys import _POS_KINDS, _Unbindable, describe_unhashable, hashkey, make_normaliser, plain_arity
 
@@ -170,7 +170,7 @@ class SingleFlightFunction(Generic[P, R]):
         name = self._name
         if self._keyfn is not None:
             msg = (
-                f"{name}(): the key= function returned an unhashable key {key!r}; "
+                f"{name}(): the key= function returned an unhashable key {show_key(key)}; "
                 "make it return a hashable value such as a tuple"
             )
             return UnhashableKeyError(key, msg)
@@ -325,7 +325,7 @@ def _fallback_binder(*, typed: bool) -> Callable[[tuple[Any, ...], dict[str, Any
 
 def _check_options(key: object, timeout: object, group: object, typed: object) -> None:
     if key is not None and not callable(key):
-        msg = f"key must be a callable that builds a hashable key from the arguments, got {key!r}"
+        msg = f"key must be a callable that builds a hashable key from the arguments, got {show_key(key)}"
         raise TypeError(msg)
     _check_timeout(timeout)
     if group is not None and not isinstance(group, Group):

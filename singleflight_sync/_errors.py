@@ -10,6 +10,19 @@ from __future__ import annotations
 
 from typing import Any
 
+_MAX_KEY_TEXT = 200
+
+
+def show_key(key: Any) -> str:
+    """``repr(key)`` for a message: at most 200 characters, and never raising."""
+    try:
+        text = repr(key)
+    except Exception:
+        return f"<{type(key).__qualname__} object; its __repr__ raised>"
+    if len(text) > _MAX_KEY_TEXT:
+        return text[: _MAX_KEY_TEXT - 3] + "..."
+    return text
+
 
 class SingleFlightError(Exception):
     """Base class of every error raised by singleflight_sync itself."""
@@ -25,7 +38,7 @@ class FlightTimeoutError(SingleFlightError, TimeoutError):
     def __init__(self, key: Any, timeout: float) -> None:
         self.key = key
         self.timeout = timeout
-        msg = f"gave up waiting for the flight of key {key!r} after {timeout:g}s; the leader is still running"
+        msg = f"gave up waiting for the flight of key {show_key(key)} after {timeout:g}s; the leader is still running"
         super().__init__(msg)
 
     def __reduce__(self) -> tuple[Any, ...]:
@@ -48,7 +61,7 @@ class LeaderInterrupted(SingleFlightError):
     def __init__(self, key: Any, reason: str = "was interrupted") -> None:
         self.key = key
         self.reason = reason
-        msg = f"the leader of the flight for key {key!r} {reason}; no result is available"
+        msg = f"the leader of the flight for key {show_key(key)} {reason}; no result is available"
         super().__init__(msg)
 
     def __reduce__(self) -> tuple[Any, ...]:
@@ -64,7 +77,7 @@ class ReentrantCallError(SingleFlightError, RecursionError):
     def __init__(self, key: Any) -> None:
         self.key = key
         msg = (
-            f"re-entrant call for key {key!r}: this thread is already running the flight for that key "
+            f"re-entrant call for key {show_key(key)}: this thread is already running the flight for that key "
             "and would wait on itself; call the function directly or use a different key"
         )
         super().__init__(msg)
@@ -83,8 +96,8 @@ class WaitCycleError(SingleFlightError, RuntimeError):
     def __init__(self, key: Any, cycle: tuple[Any, ...]) -> None:
         self.key = key
         self.cycle = cycle
-        path = " -> ".join(repr(k) for k in cycle)
-        msg = f"waiting on key {key!r} would deadlock: the flights wait on each other ({path})"
+        path = " -> ".join(show_key(k) for k in cycle)
+        msg = f"waiting on key {show_key(key)} would deadlock: the flights wait on each other ({path})"
         super().__init__(msg)
 
     def __reduce__(self) -> tuple[Any, ...]:
@@ -101,7 +114,7 @@ class UnhashableKeyError(SingleFlightError, TypeError):
         self.key = key
         if message is None:
             message = (
-                f"key {key!r} is unhashable ({type(key).__name__}); "
+                f"key {show_key(key)} is unhashable ({type(key).__name__}); "
                 "pass a hashable key such as a str or a tuple of hashable values"
             )
         super().__init__(message)

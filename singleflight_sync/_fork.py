@@ -20,7 +20,13 @@ if TYPE_CHECKING:
 # across fork() so the child never sees the set half-updated.
 _registry_lock = threading.Lock()
 _groups: weakref.WeakSet[Group[Any, Any]] = weakref.WeakSet()
-_held: list[Group[Any, Any]] = []
+_held: list[tuple[Group[Any, Any], bool]] = []  # each group, and whether its lock was taken
+
+# How long fork() waits for one group's lock. A group's lock is held for a
+# few dict operations, except when a key's __eq__ blocks inside one (see
+# Group's lock comment): fork() must not wait for ever on such a thread. The
+# child gets fresh locks and an empty map either way.
+FORK_LOCK_WAIT = 0.5
 
 
 def register(group: Group[Any, Any]) -> None:
@@ -32,14 +38,13 @@ def _before_fork() -> None:
     # Take every group's lock (registry first, then groups: the only order
     # anyone uses) so no flight map is mid-update at the moment of fork.
     _registry_lock.acquire()
-    _held.extend(_groups)
-    for group in _held:
-        group._lock.acquire()
+    _held.extend((group, group._lock.acquire(timeout=FORK_LOCK_WAIT)) for group in list(_groups))
 
 
 def _after_fork_in_parent() -> None:
-    for group in _held:
-        group._lock.release()
+    for group, taken in _held:
+        if taken:
+            group._lock.release()
     _held.clear()
     _registry_lock.release()
 
@@ -47,7 +52,7 @@ def _after_fork_in_parent() -> None:
 def _after_fork_in_child() -> None:
     global _registry_lock  # noqa: PLW0603 - the inherited lock object is replaced, not reused
     _registry_lock = threading.Lock()
-    for group in _held:
+    for group, _ in _held:
         group._after_fork_in_child()
     _held.clear()
 

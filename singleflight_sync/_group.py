@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Hashable
-from concurrent.futures import Executor, Future
+from concurrent.futures import Executor, Future, InvalidStateError
 from concurrent.futures import TimeoutError as _FutureTimeout
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, NamedTuple, TypeVar
@@ -25,6 +25,7 @@ from ._errors import (
     FlightTimeoutError,
     LeaderInterrupted,
     ReentrantCallError,
+    SingleFlightError,
     UnhashableKeyError,
     WaitCycleError,
 )
@@ -122,15 +123,17 @@ class _Flight(Future[Any]):
     landed = False
     orphaned = False
     handles: list[Future[Any]] | None = None
+    hash = 0  # hash(key); stored by the structured paths (do() keeps it in a local)
     handle_followers = 0  # the followers among ``followers`` that joined as handles
     starter: Future[Any] | None = None  # the handle whose submit() started the flight
     blocked: list[int] | None = None  # idents of the followers blocked on it, for _waiting
     value: Any = None  # the result, for followers; written before set_result()
     started = 0.0
 
-    def __init__(self, key: Any, owner: int | None) -> None:
-        # Group.do skips this call and makes the same two stores itself.
+    def __init__(self, key: Any, owner: int | None, hashed: int) -> None:
+        # Group.do skips this call and makes the two stores key and owner itself.
         self.key = key
+        self.hash = hashed  # hash(key), computed once, outside the group's lock
         # Ident of the thread running the function; None until an executor
         # thread picks up a submitted flight.
         self.owner = owner
@@ -141,6 +144,12 @@ class _Flight(Future[Any]):
 
     def __repr__(self) -> str:
         return f"<flight key={self.key!r} followers={self.followers} landed={self.landed}>"
+
+
+class _Bucket(list):  # type: ignore[type-arg]
+    """The flights of unequal keys whose hashes are the same, in one map slot (rare)."""
+
+    __slots__ = ()
 
 
 class _Handle(Future[Any]):
@@ -234,12 +243,22 @@ class Group(Generic[K, V]):
         self._timeout = _check_timeout(timeout)
         _require_callable(on_flight_end, "on_flight_end", "a callable taking a FlightRecord")
         self._on_end = on_flight_end
-        # _lock protects _flights and _waiting, every field of every _Flight
-        # in them (followers, armed, landed, handles, owner) and the counters.
-        # It is held only for dict and counter updates, never while user code
-        # runs, so it cannot take part in a deadlock with the caller's locks.
+        # _lock protects _flights, _waiting and _detached, every field of
+        # every _Flight in them (followers, armed, landed, handles, owner)
+        # and the counters. It is held for dict and counter updates
+        # only. A key's __hash__ never runs under it: each key is hashed once,
+        # before the lock is taken, and the map is keyed by that hash. A key's
+        # __eq__ does run under it, when two keys have the same hash (equal
+        # keys, or a collision), so a key's __eq__ must not take a lock whose
+        # holder might call into this group (len(group), a do()): that one
+        # case can deadlock. Error messages that show a key are built after
+        # the lock is released.
         self._lock = threading.Lock()
-        self._flights: dict[Any, _Flight] = {}
+        # hash(key) -> the flight for key; flights of unequal keys with one
+        # hash share a slot as a _Bucket. _chained counts the flights in
+        # buckets beyond one per slot, so that len() stays exact.
+        self._flights: dict[int, Any] = {}
+        self._chained = 0
         # thread ident -> the flight that thread is blocked on; lets _join see
         # a cycle of threads waiting on each other's flights.
         self._waiting: dict[int, _Flight] = {}
@@ -300,26 +319,31 @@ class Group(Generic[K, V]):
         # Built before taking the lock, to keep the critical section to one
         # dict operation and a counter (wasted, cheaply, when a flight runs).
         # object.__new__ and two stores cost half of calling _Flight(key, me).
+        try:
+            h = hash(key)  # user code (a key's __hash__): never under the lock
+        except TypeError:
+            raise UnhashableKeyError(key) from None
         new = _new_flight(_Flight)
         new.key = key
         new.owner = me
         with lock:
-            try:
-                flight = flights.setdefault(key, new)
-            except TypeError:
-                raise UnhashableKeyError(key) from None
+            flight = flights.setdefault(h, new)
+            if flight is not new and (type(flight) is not _Flight or not (flight.key is key or flight.key == key)):
+                flight = self._collide(h, flight, new)  # unequal keys, one hash: rare
             leader = flight is new
             if leader:
                 self._executions += 1
             else:
-                self._join(flight, me)
+                refusal = self._join(flight, me)
         if not leader:
             new = None  # type: ignore[assignment]
+            if refusal is not None:
+                raise self._refusal(refusal)
             try:
                 return self._follow(flight, me, self._timeout)  # type: ignore[no-any-return]
             finally:
                 # The follower's raised copy holds this frame; the flight holds the original.
-                flight = None  # type: ignore[assignment]
+                flight = None
         value: Any = None
         error: BaseException | None = None
         try:
@@ -336,9 +360,9 @@ class Group(Generic[K, V]):
         finally:
             with lock:
                 # The default is for a key that forget() dropped: nothing to restore.
-                current = flights.pop(key, flight)
+                current = flights.pop(h, flight)
                 if current is not flight:
-                    flights[key] = current  # forget() + a new flight: keep it
+                    self._unpop(h, current, flight)  # forget() + a new flight, or a bucket
                 if error is not None:
                     self._errors += 1
                 # armed <=> somebody joined (a follower or a handle); only
@@ -477,28 +501,31 @@ class Group(Generic[K, V]):
         when it lands it does not remove the new flight. Returns whether a
         flight was dropped.
         """
+        h = _hash_of(key)
         with self._lock:
-            flight = self._flight_of(key)
+            flight = self._flight_of(h, key)
             if flight is None:
                 return False
-            del self._flights[key]
+            self._remove(h, flight)
             self._detach(flight)
             return True
 
     def forget_unshared(self, key: K) -> bool:
         """Forget ``key`` only if nobody has joined its flight; return whether it did."""
+        h = _hash_of(key)
         with self._lock:
-            flight = self._flight_of(key)
+            flight = self._flight_of(h, key)
             if flight is None or flight.followers:
                 return False
-            del self._flights[key]
+            self._remove(h, flight)
             self._detach(flight)
             return True
 
     def in_flight(self, key: K) -> bool:
         """Whether a flight for ``key`` is running now."""
+        h = _hash_of(key)
         with self._lock:
-            return self._flight_of(key) is not None
+            return self._flight_of(h, key) is not None
 
     def __contains__(self, key: object) -> bool:
         return self.in_flight(key)  # type: ignore[arg-type]
@@ -506,12 +533,12 @@ class Group(Generic[K, V]):
     def __len__(self) -> int:
         """The number of keys in flight now."""
         with self._lock:
-            return len(self._flights)
+            return len(self._flights) + self._chained
 
     def keys(self) -> list[K]:
         """A snapshot of the keys in flight now."""
         with self._lock:
-            return list(self._flights)
+            return [f.key for slot in self._flights.values() for f in _slot_flights(slot)]
 
     def stats(self) -> FlightStats:
         """Return the counters as a :class:`FlightStats`, read atomically."""
@@ -522,7 +549,7 @@ class Group(Generic[K, V]):
                 self._shared,
                 self._errors,
                 self._timeouts,
-                len(self._flights),
+                len(self._flights) + self._chained,
                 self._abandoned,
             )
 
@@ -545,26 +572,69 @@ class Group(Generic[K, V]):
         """
         return fn
 
-    def _flight_of(self, key: Any) -> _Flight | None:
-        """The flight running for ``key``, or None. Caller holds ``_lock``."""
-        try:
-            # get(), never pop() on its own: dict.pop() on an empty dict does
-            # not hash the key, so an unhashable key would pass silently.
-            return self._flights.get(key)
-        except TypeError:
-            raise UnhashableKeyError(key) from None
+    def _flight_of(self, h: int, key: Any) -> _Flight | None:
+        """The flight running for ``key`` (whose hash is ``h``), or None. Caller holds ``_lock``."""
+        slot = self._flights.get(h)
+        if slot is None:
+            return None
+        flight: _Flight
+        for flight in _slot_flights(slot):
+            if flight.key is key or flight.key == key:
+                return flight
+        return None
+
+    def _add(self, flight: _Flight) -> _Flight:
+        """Put a new flight in the map, or return the running one of an equal key. Caller holds ``_lock``."""
+        slot: object = self._flights.setdefault(flight.hash, flight)
+        if slot is flight:
+            return flight
+        return self._collide(flight.hash, slot, flight)  # an equal key's flight, or a collision
+
+    def _collide(self, h: int, slot: Any, new: _Flight) -> _Flight:
+        """``h``'s slot is taken: the flight of a key equal to ``new``'s, or ``new`` added. Caller holds ``_lock``."""
+        flights: list[_Flight] = [slot] if type(slot) is _Flight else slot
+        for flight in flights:
+            if flight.key is new.key or flight.key == new.key:
+                return flight
+        if type(slot) is _Flight:
+            self._flights[h] = _Bucket((slot, new))
+        else:
+            slot.append(new)
+        self._chained += 1
+        return new
+
+    def _remove(self, h: int, flight: _Flight) -> None:
+        """Take ``flight`` out of the map if it is there. Caller holds ``_lock``."""
+        slot = self._flights.get(h)
+        if slot is flight:
+            del self._flights[h]
+        elif type(slot) is _Bucket and any(f is flight for f in slot):
+            slot[:] = [f for f in slot if f is not flight]
+            self._chained -= 1
+            if len(slot) == 1:
+                self._flights[h] = slot[0]
+
+    def _unpop(self, h: int, current: Any, flight: _Flight) -> None:
+        """Undo a landing's pop of ``h`` that did not take ``flight`` itself. Caller holds ``_lock``."""
+        # forget() dropped our flight and the slot now holds another flight
+        # (a new one for the key, or another key's), or the slot is a bucket.
+        self._flights[h] = current
+        if type(current) is _Bucket:
+            self._remove(h, flight)
 
     def _enter(self, key: Any, me: int) -> tuple[_Flight, bool]:
         """Lead a new flight for ``key`` or join the running one."""
+        h = _hash_of(key)
         with self._lock:
-            flight = self._flight_of(key)
-            if flight is None:
-                flight = _Flight(key, me)
-                self._flights[key] = flight
+            new = _Flight(key, me, h)
+            flight = self._add(new)
+            if flight is new:
                 self._executions += 1
                 return flight, True
-            self._join(flight, me)
-            return flight, False
+            refusal = self._join(flight, me)
+        if refusal is not None:
+            raise self._refusal(refusal)
+        return flight, False
 
     def _call(
         self, key: Any, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], timeout: float | None
@@ -585,11 +655,16 @@ class Group(Generic[K, V]):
     def _do_generic(self, key: K, fn: Callable[..., V], /, *args: Any, **kwargs: Any) -> V:
         return self._call(key, fn, args, kwargs, self._timeout)  # type: ignore[no-any-return]
 
-    def _join(self, flight: _Flight, me: int) -> None:
-        """Register ``me`` as a follower of ``flight``. Caller holds ``_lock``."""
+    def _join(self, flight: _Flight, me: int) -> tuple[Any, ...] | None:
+        """Register ``me`` as a follower of ``flight``, or return why not. Caller holds ``_lock``.
+
+        A refusal comes back as data, and the caller raises it (:meth:`_refusal`)
+        after releasing the lock: the error's message shows keys, and a key's
+        ``__repr__`` is user code.
+        """
         owner = flight.owner
         if owner == me:
-            raise ReentrantCallError(flight.key)
+            return (flight.key,)
         if self._waiting and owner is not None:
             # Walk owner -> the flight it waits on -> that flight's owner ...
             # Reaching ``me`` means every thread on the path would wait for
@@ -602,7 +677,7 @@ class Group(Generic[K, V]):
             while nxt is not None and not nxt.landed:
                 path.append(nxt.key)
                 if nxt.owner == me:
-                    raise WaitCycleError(flight.key, tuple(path))
+                    return (flight.key, tuple(path))
                 if nxt.owner is None:
                     break
                 nxt = self._waiting.get(nxt.owner)
@@ -615,6 +690,14 @@ class Group(Generic[K, V]):
             flight.blocked = [me]
         else:
             flight.blocked.append(me)
+        return None
+
+    @staticmethod
+    def _refusal(refusal: tuple[Any, ...]) -> SingleFlightError:
+        """The error for a join that :meth:`_join` refused; built outside the lock."""
+        if len(refusal) == 1:
+            return ReentrantCallError(refusal[0])
+        return WaitCycleError(refusal[0], refusal[1])
 
     def _lead(self, flight: _Flight, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         value: Any = None
@@ -642,13 +725,11 @@ class Group(Generic[K, V]):
         # Publishing the outcome and removing the key are one critical section:
         # once ``landed`` is set nobody can join, and every caller that joined
         # before is in ``followers``/``handles`` and will be woken below.
-        key = flight.key
         with self._lock:
             # The default is for a key that forget() dropped: nothing to restore.
-            current = self._flights.pop(key, flight)
+            current = self._flights.pop(flight.hash, flight)
             if current is not flight:
-                # forget() dropped our key and a new flight took it: keep that one.
-                self._flights[key] = current
+                self._unpop(flight.hash, current, flight)
             if error is not None:
                 self._errors += 1
             self._landed(flight)
@@ -691,6 +772,19 @@ class Group(Generic[K, V]):
             # Inherited across fork(): its waiters were completed in the child
             # at fork time and this leader's own thread has its answer.
             return
+        try:
+            self._wake(flight, value, error)
+        except BaseException as exc:
+            # Interrupted while waking them (an asynchronous KeyboardInterrupt
+            # inside set_result): nobody may be left waiting on this flight.
+            self._rescue(flight, exc)
+            raise
+        if error is not None and _log.isEnabledFor(logging.DEBUG):
+            _log.debug("flight for key %r failed with %r (%d followers)", flight.key, error, flight.followers)
+        if self._on_end is not None:
+            self._report(flight, error)
+
+    def _wake(self, flight: _Flight, value: Any, error: BaseException | None) -> None:
         if flight.armed:
             if error is None:
                 # Followers read ``value`` once exception() has returned None
@@ -716,10 +810,20 @@ class Group(Generic[K, V]):
                     self._shared += delivered
                     self._timeouts += timeouts
                     self._abandoned += abandoned
-        if error is not None and _log.isEnabledFor(logging.DEBUG):
-            _log.debug("flight for key %r failed with %r (%d followers)", flight.key, error, flight.followers)
-        if self._on_end is not None:
-            self._report(flight, error)
+
+    @staticmethod
+    def _rescue(flight: _Flight, exc: BaseException) -> None:
+        """Complete whatever a failed wake-up left pending, with LeaderInterrupted."""
+        error = _interrupted(flight.key, exc)
+        waiters: list[Future[Any]] = [flight] if flight.armed else []
+        waiters += flight.handles or ()
+        for waiter in waiters:
+            with contextlib.suppress(InvalidStateError, RuntimeError):
+                if waiter is flight:
+                    if not waiter.done():
+                        waiter.set_exception(error)
+                elif not waiter.done():
+                    _deliver(waiter, None, error)
 
     def _report(self, flight: _Flight, error: BaseException | None) -> None:
         if error is None:
@@ -791,13 +895,13 @@ class Group(Generic[K, V]):
         start: Callable[..., object],
     ) -> Future[Any]:
         handle = _Handle()
+        h = _hash_of(key)
         with self._lock:
-            flight = self._flight_of(key)
-            if flight is None:
-                flight = _Flight(key, None)
+            new = _Flight(key, None, h)
+            flight = self._add(new)
+            if flight is new:
                 flight.starter = handle
                 handle.leads = True
-                self._flights[key] = flight
                 self._executions += 1
                 leader = True
             else:
@@ -831,7 +935,7 @@ class Group(Generic[K, V]):
                     self._land(flight, None, exc if isinstance(exc, Exception) else _interrupted(key, exc))
                 # exc's traceback holds this frame and the executor's frames
                 # that got the job; the handles hold copies chained to exc.
-                flight = handle = job = None  # type: ignore[assignment]
+                flight = new = handle = job = None  # type: ignore[assignment]
                 raise
             add_done_callback = getattr(task, "add_done_callback", None)
             if add_done_callback is not None:
@@ -925,8 +1029,10 @@ class Group(Generic[K, V]):
         # _fork._before_fork took the lock in the forking thread, so nobody
         # was inside a critical section: reinitialise it, unlocked.
         _reinit_lock(self._lock)
-        old = [*self._flights.values(), *self._detached.values()]
+        old = [f for slot in self._flights.values() for f in _slot_flights(slot)]
+        old += self._detached.values()
         self._flights.clear()
+        self._chained = 0
         self._detached.clear()
         self._waiting.clear()
         for flight in old:
@@ -937,6 +1043,18 @@ class Group(Generic[K, V]):
                     # A parent thread may have held this handle's lock at fork time.
                     handle._condition = threading.Condition()
                     _deliver(handle, None, err)
+
+
+def _hash_of(key: Any) -> int:
+    """``hash(key)``, run outside any lock of ours; an unhashable key is an UnhashableKeyError."""
+    try:
+        return hash(key)
+    except TypeError:
+        raise UnhashableKeyError(key) from None
+
+
+def _slot_flights(slot: Any) -> list[_Flight]:
+    return [slot] if type(slot) is _Flight else list(slot)
 
 
 def _reinit_lock(lock: threading.Lock) -> None:

@@ -76,8 +76,9 @@ def wait_until(predicate: Callable[[], object], timeout: float = DEADLINE, what:
 
 def followers_of(group: Any, key: Any) -> int:
     """The follower count of the flight now mapped to ``key`` (0 if none)."""
+    h = hash(key)
     with group._lock:
-        flight = group._flights.get(key)
+        flight = group._flight_of(h, key)
         return 0 if flight is None else int(flight.followers)
 
 

@@ -141,6 +141,7 @@ def test_do_async_lands_when_the_default_executor_drops_the_job() -> None:
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
 def test_a_forked_child_completes_handles_of_forgotten_flights() -> None:
     group: Group[str, int] = Group()
     later = LaterExecutor()

@@ -12,7 +12,7 @@ import json
 import traceback
 from typing import Any
 
-from singleflight_sync._errors import SingleFlightError
+from singleflight_sync._errors import SingleFlightError, show_key
 
 
 class RemoteFlightError(SingleFlightError):
@@ -29,7 +29,7 @@ class RemoteFlightError(SingleFlightError):
         self.remote_type = remote_type
         self.remote_message = remote_message
         self.remote_traceback = remote_traceback
-        msg = f"the flight for key {key!r} failed in another process: {remote_type}: {remote_message}"
+        msg = f"the flight for key {show_key(key)} failed in another process: {remote_type}: {remote_message}"
         super().__init__(msg)
 
     def __reduce__(self) -> tuple[Any, ...]:
@@ -56,7 +56,7 @@ class RedisUnavailableError(SingleFlightError):
     def __init__(self, key: Any, reason: str) -> None:
         self.key = key
         self.reason = reason
-        super().__init__(f"cannot coordinate the flight for key {key!r} on Redis: {reason}")
+        super().__init__(f"cannot coordinate the flight for key {show_key(key)} on Redis: {reason}")
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.key, self.reason))
@@ -73,7 +73,7 @@ class ResultSerializationError(SingleFlightError):
     def __init__(self, key: Any, reason: str) -> None:
         self.key = key
         self.reason = reason
-        super().__init__(f"the result of the flight for key {key!r} {reason}")
+        super().__init__(f"the result of the flight for key {show_key(key)} {reason}")
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.key, self.reason))

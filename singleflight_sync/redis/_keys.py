@@ -12,6 +12,7 @@ import hashlib
 import json
 from typing import Any
 
+from singleflight_sync._errors import show_key
 from singleflight_sync._keys import _KWMARK
 
 from ._errors import UnstableKeyError
@@ -32,7 +33,8 @@ def _plain(value: Any, root: Any) -> Any:
         return {"kw": 1}  # hashkey()'s marker; a dict never comes from anything else
     what = f"{cls.__module__}.{cls.__qualname__}" if cls.__module__ != "builtins" else cls.__qualname__
     msg = (
-        f"key {root!r:.80} contains a value of type {what} ({value!r:.60}), which is not the same in every process; "
+        f"key {show_key(root)} contains a value of type {what} ({show_key(value)}), "
+        "which is not the same in every process; "
         "a RedisGroup key must be built from str, int, float, bool, None and tuples of them; "
         "with @singleflight pass key= (for example key=lambda obj, x: f'{obj.id}:{x}')"
     )
