@@ -14,6 +14,7 @@ works (every Django cache backend, cachelib), and so does a mutable mapping
 from __future__ import annotations
 
 import functools
+import inspect
 import math
 from collections.abc import Callable, Hashable, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple, ParamSpec, TypeVar
@@ -262,6 +263,17 @@ class CacheFiller:
         return f"<{type(self).__name__} cache={type(self.cache).__name__} group={self.group!r}>"
 
 
+def _takes_default(get: Callable[..., Any]) -> bool:
+    """Whether ``get(key, default)`` can be called (Django, mappings), or only ``get(key)`` (cachelib)."""
+    try:
+        inspect.signature(get).bind("key", MISSING)
+    except TypeError:
+        return False
+    except ValueError:  # no signature to read (a builtin): assume the common protocol
+        return True
+    return True
+
+
 def _adapt(cache: Any, ttl: Any) -> tuple[Callable[[Hashable], Any], Callable[[Hashable, Any], object]]:
     """Return ``get(key)`` (``MISSING`` on a miss) and ``set(key, value)`` for ``cache``."""
     get = getattr(cache, "get", None)
@@ -280,6 +292,24 @@ def _adapt(cache: Any, ttl: Any) -> tuple[Callable[[Hashable], Any], Callable[[H
     # default positionally alike; a stored None is a hit, MISSING a miss.
     def read(key: Hashable) -> Any:
         return get(key, MISSING)
+
+    if not is_mapping and not _takes_default(get):
+        # cachelib's get(key) has no default: None is a miss or a stored
+        # None, and has(key) tells them apart.
+        has = getattr(cache, "has", None)
+        if not callable(has):
+            msg = (
+                f"cache.get() of {type(cache).__name__} takes no default and the cache has no has(key), so a "
+                "miss cannot be told from a stored None; pass a cache with get(key, default), or with get(key) and "
+                "has(key) like cachelib's"
+            )
+            raise TypeError(msg)
+
+        def read(key: Hashable) -> Any:
+            value = get(key)
+            if value is None and not has(key):
+                return MISSING
+            return value
 
     if is_mapping:
         if ttl is not DEFAULT:

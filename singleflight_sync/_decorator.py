@@ -323,6 +323,11 @@ def _fallback_binder(*, typed: bool) -> Callable[[tuple[Any, ...], dict[str, Any
     return bind
 
 
+def _single_use(f: object) -> bool:
+    """Whether calling ``f`` returns a coroutine or a generator (consumable only once)."""
+    return inspect.iscoroutinefunction(f) or inspect.isasyncgenfunction(f) or inspect.isgeneratorfunction(f)
+
+
 def _check_options(key: object, timeout: object, group: object, typed: object) -> None:
     if key is not None and not callable(key):
         msg = f"key must be a callable that builds a hashable key from the arguments, got {show_key(key)}"
@@ -400,7 +405,17 @@ def singleflight(
                 "for options use @singleflight(key=..., timeout=...)"
             )
             raise TypeError(msg)
-        if inspect.iscoroutinefunction(f) or inspect.isasyncgenfunction(f) or inspect.isgeneratorfunction(f):
+        if isinstance(f, type):
+            # Each call would build one instance for all concurrent callers,
+            # which then share (and mutate) it: never what a constructor means.
+            msg = (
+                f"@singleflight cannot wrap the class {f.__qualname__!r}: concurrent callers would share one "
+                "instance; decorate a function that builds or loads it (a factory) instead"
+            )
+            raise TypeError(msg)
+        # A callable object is judged by its __call__ (a partial by its function).
+        call_method = None if inspect.isroutine(f) else type(f).__call__
+        if _single_use(f) or _single_use(call_method):
             msg = (
                 f"@singleflight cannot wrap {getattr(f, '__qualname__', f)!r}: it returns a coroutine or generator, "
                 "which can be consumed only once; wrap a blocking function, or use Group.do_async from async code"

@@ -59,6 +59,9 @@ class Exchange(ThreadingHTTPServer):
         self.max_concurrency = 0
         self.intervals: list[tuple[float, float]] = []
         self.window: collections.deque[float] = collections.deque()  # arrival times within the last second
+        # Tests may hold every admitted price request here until they open it,
+        # to know exactly which requests were in the air together.
+        self.gate: threading.Event | None = None
 
     @property
     def url(self) -> str:
@@ -154,6 +157,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(429, {"code": -1003, "msg": "Too many requests"})
             return
         try:
+            gate = self.server.gate
+            if gate is not None:
+                gate.wait(60)
             time.sleep(self.server.latency)
         finally:
             self.server.done(start)

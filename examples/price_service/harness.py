@@ -28,10 +28,11 @@ if TYPE_CHECKING:
 __all__ = ["EXAMPLE_DIR", "AppServer", "BurstResult", "burst", "http_json", "setup_db", "start_app_server"]
 
 EXAMPLE_DIR = Path(__file__).resolve().parent
-ServerKind = Literal["gunicorn", "waitress"]
+ServerKind = Literal["gunicorn", "gunicorn-gevent", "waitress"]
 _LISTENING = {
     # gunicorn's arbiter logs the bound socket, waitress logs what it serves on; both name the real port.
     "gunicorn": re.compile(r"Listening at: http://127\.0\.0\.1:(\d+)"),
+    "gunicorn-gevent": re.compile(r"Listening at: http://127\.0\.0\.1:(\d+)"),
     "waitress": re.compile(r"Serving on http://127\.0\.0\.1:(\d+)"),
 }
 
@@ -148,6 +149,19 @@ def start_app_server(  # noqa: PLR0913  (all keyword-only; each is a knob the te
             *_gunicorn_extra_flags(),
             "price_service.wsgi:application",
         ]  # fmt: skip
+    elif kind == "gunicorn-gevent":
+        # One gevent worker: every request is a greenlet, none waits for a thread.
+        cmd = [
+            sys.executable, "-m", "gunicorn",
+            "--worker-class", "gevent", "--workers", "1", "--worker-connections", "1000",
+            "--bind", "127.0.0.1:0",
+            "--pid", str(workdir / "gunicorn.pid"),
+            "--error-logfile", str(log_path),
+            "--graceful-timeout", "5", "--timeout", "60",
+            "--chdir", str(EXAMPLE_DIR),
+            *_gunicorn_extra_flags(),
+            "price_service.wsgi:application",
+        ]  # fmt: skip
     elif kind == "waitress":
         cmd = [
             sys.executable, "-m", "waitress",
@@ -156,7 +170,7 @@ def start_app_server(  # noqa: PLR0913  (all keyword-only; each is a knob the te
             "price_service.wsgi:application",
         ]  # fmt: skip
     else:
-        msg = f"kind must be 'gunicorn' or 'waitress', not {kind!r}"
+        msg = f"kind must be 'gunicorn', 'gunicorn-gevent' or 'waitress', not {kind!r}"
         raise ValueError(msg)
     with log_path.open("ab") as log:
         process = subprocess.Popen(
