@@ -7,13 +7,14 @@ configuration or need a framework (```py, ```sh, ```text) are not run.
 from __future__ import annotations
 
 import re
+import textwrap
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
-_BLOCK = re.compile(r"```python\n(.*?)```", re.DOTALL)
+_BLOCK = re.compile(r"```python\n(.*?)^ *```", re.DOTALL | re.MULTILINE)
 
 
 def _blocks() -> list[tuple[str, str]]:
@@ -21,7 +22,9 @@ def _blocks() -> list[tuple[str, str]]:
     for page in PAGES:
         text = page.read_text(encoding="utf-8")
         where = page.relative_to(ROOT).as_posix()
-        found += [(f"{where}:{text.count(chr(10), 0, m.start()) + 1}", m.group(1)) for m in _BLOCK.finditer(text)]
+        for m in _BLOCK.finditer(text):
+            # A block inside a list item is indented: run it dedented.
+            found.append((f"{where}:{text.count(chr(10), 0, m.start()) + 1}", textwrap.dedent(m.group(1))))
     return found
 
 
