@@ -27,6 +27,7 @@ from ._codec import JsonSerializer, PickleSerializer, Serializer
 from ._errors import RedisUnavailableError, RemoteFlightError, ResultSerializationError, UnstableKeyError
 from ._group import RedisGroup, RedisStats
 from ._keys import key_name
+from ._lease import current_fence
 
 __all__ = [
     "JsonSerializer",
@@ -38,5 +39,6 @@ __all__ = [
     "ResultSerializationError",
     "Serializer",
     "UnstableKeyError",
+    "current_fence",
     "key_name",
 ]

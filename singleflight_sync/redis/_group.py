@@ -5,14 +5,16 @@ the first caller of a key leads a local flight and every other caller in the
 process joins it without touching Redis. Only that local leader talks to
 Redis, where it either
 
-* finds the outcome of a flight that just finished (``<ns>:result:<key>``,
-  kept for ``result_ttl``) and shares it;
-* takes the lease ``<ns>:lock:<key>`` (``SET NX PX`` with a random token),
-  runs the function, stores the outcome and publishes a wake-up on
-  ``<ns>:done``; or
-* finds the lease held by another process and waits: woken by the publish,
-  or after a bounded re-check of the result and of the lease's remaining
-  time, because pub/sub is fire-and-forget.
+* takes the lease ``<ns>:v1:{<tag>}:lock`` for a new flight, numbered by the
+  key's fencing counter, runs the function, and (only while the lease is
+  still its own) stores the outcome under that flight's number and publishes
+  a wake-up on ``<ns>:v1:done``; or
+* finds the lease held by another process and waits for *that* flight's
+  outcome: woken by the publish, or after a bounded re-check, because
+  pub/sub is fire-and-forget. An outcome of any other flight is never read.
+
+A landed flight's outcome is found by no new caller (this is not a cache),
+unless ``linger=`` asks for it.
 
 This module imports redis-py; ``import singleflight_sync`` never does.
 """
@@ -35,8 +37,8 @@ from singleflight_sync._group import FlightStats, Group, K, V, _check_timeout, _
 from ._codec import JsonSerializer, Serializer, _describe
 from ._deploy import _client_from
 from ._errors import RedisUnavailableError, RemoteFlightError, ResultSerializationError, _error_record, _RemoteTraceback
-from ._keys import _Names, key_name
-from ._lease import _ACQUIRE, _EXTEND, _FINISH, _Renewer
+from ._keys import WIRE_VERSION, _Names, key_name
+from ._lease import _ACQUIRE, _EXTEND, _FENCE, _FINISH, FENCE_TTL_MS, _Renewer
 from ._wakeups import _Listener
 
 if TYPE_CHECKING:
@@ -101,6 +103,15 @@ def _check_seconds(value: Any, name: str) -> float:
     return float(value)
 
 
+def _check_linger(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        msg = f"linger must be a number of seconds (0 turns it off), got {type(value).__name__} {value!r}"
+        raise TypeError(msg)
+    if value == 0:
+        return 0.0
+    return _check_seconds(value, "linger")
+
+
 def _check_choice(value: Any, name: str, choices: tuple[str, ...]) -> str:
     if value not in choices:
         options = " or ".join(repr(c) for c in choices)
@@ -127,10 +138,15 @@ class RedisGroup(Group[K, V]):
         lease: seconds the lease on a key lasts. It is renewed every
             ``lease / 3`` while the work runs, so it bounds only how long a
             dead leader (killed, frozen, cut off) blocks the others.
-        result_ttl: seconds a finished flight's outcome stays readable, for
-            processes that were waiting or arrive just after; at least
-            ``recheck``. Within it a new call gets that outcome instead of
-            running again: keep it short.
+        result_ttl: seconds a finished flight's outcome stays readable for
+            that flight's own waiters (one whose wake-up was lost reads it
+            on its next re-check); at least ``recheck``. No new caller can
+            find it.
+        linger: seconds a landed value is shared with callers that arrive
+            after the flight landed: a short cache, off (``0``) by default,
+            as in :class:`Group`.
+        linger_errors: with ``linger``, share a landed error too (default
+            False: an error is never served to later callers).
         recheck: the longest a waiting process relies on the wake-up
             publish before it re-reads the result and the lease.
         serializer: turns results into bytes and back; JSON by default
@@ -166,6 +182,8 @@ class RedisGroup(Group[K, V]):
         namespace: str = "singleflight",
         lease: float = 30.0,
         result_ttl: float = 5.0,
+        linger: float = 0,
+        linger_errors: bool = False,
         recheck: float = 1.0,
         serializer: Serializer | None = None,
         on_error: str = "raise_remote",
@@ -179,6 +197,11 @@ class RedisGroup(Group[K, V]):
         lease = _check_seconds(lease, "lease")
         result_ttl = _check_seconds(result_ttl, "result_ttl")
         recheck = _check_seconds(recheck, "recheck")
+        linger = _check_linger(linger)
+        flag: object = linger_errors
+        if not isinstance(flag, bool):
+            msg = f"linger_errors must be True or False, got {flag!r}"
+            raise TypeError(msg)
         if result_ttl < recheck:
             msg = (
                 f"result_ttl ({result_ttl:g}s) must be at least recheck ({recheck:g}s), or a process whose "
@@ -200,9 +223,11 @@ class RedisGroup(Group[K, V]):
         self._client = client
         self._owns_client = owns
         self._ns = namespace
-        self._channel = f"{namespace}:done"
+        self._channel = f"{namespace}:{WIRE_VERSION}:done"
         self._lease_ms = round(lease * 1000)
         self._result_ms = round(result_ttl * 1000)
+        self._linger_ms = round(linger * 1000)
+        self._linger_errors = linger_errors
         self._recheck = recheck
         self._serializer = serializer
         self._rerun = on_error == "rerun"
@@ -235,12 +260,23 @@ class RedisGroup(Group[K, V]):
     def namespace(self) -> str:
         return self._ns
 
-    def redis_key(self, key: Any, kind: str = "result") -> str:
-        """The Redis key of ``key``'s ``"result"`` or ``"lock"``; raises :class:`UnstableKeyError`."""
-        if kind not in ("result", "lock"):
-            msg = f"kind must be 'result' or 'lock', got {kind!r}"
+    def redis_key(self, key: Any, kind: str = "lock", *, fence: int | None = None) -> str:
+        """The Redis key of ``key``'s ``"lock"``, ``"fence"``, ``"linger"`` or ``"result"`` (of flight ``fence``).
+
+        Raises:
+            UnstableKeyError: ``key`` has no name that is the same in every process.
+            ValueError: an unknown ``kind``, or ``"result"`` without ``fence``.
+        """
+        names = _Names(self._ns, key_name(key))
+        if kind == "result":
+            if fence is None:
+                msg = "kind='result' needs fence=, the number of the flight whose outcome it is"
+                raise ValueError(msg)
+            return names.result(fence)
+        if kind not in ("lock", "fence", "linger"):
+            msg = f"kind must be 'lock', 'fence', 'linger' or 'result', got {kind!r}"
             raise ValueError(msg)
-        return f"{self._ns}:{kind}:{key_name(key)}"
+        return str(getattr(names, kind))
 
     def stats(self) -> FlightStats:
         """The :class:`FlightStats`; ``executions`` counts runs in this process."""
@@ -260,7 +296,7 @@ class RedisGroup(Group[K, V]):
                 self._lost_leases,
                 self._errors,
                 self._timeouts,
-                len(self._flights),
+                len(self._flights) + self._chained,
                 self._abandoned,
             )
 
@@ -270,15 +306,15 @@ class RedisGroup(Group[K, V]):
         super().reset_stats()
 
     def forget(self, key: Any) -> bool:
-        """Drop ``key`` here and its stored outcome in Redis, so the next call runs anew.
+        """Drop ``key`` here and its lingering outcome in Redis, so the next call runs anew.
 
         A flight running in another process goes on. Returns whether a local
         flight was dropped.
         """
-        name = key_name(key)
+        names = _Names(self._ns, key_name(key))
         dropped = super().forget(key)
         try:
-            self._client.delete(f"{self._ns}:result:{name}")
+            self._client.delete(names.linger)
         except RedisError as exc:
             if self._raise_unavailable:
                 raise RedisUnavailableError(key, f"{type(exc).__name__}: {exc}") from exc
@@ -352,10 +388,11 @@ class RedisGroup(Group[K, V]):
         names = _Names(self._ns, key_name(key))
         deadline = None if self._timeout is None else time.monotonic() + self._timeout
         token = secrets.token_hex(16)
-        bname = names.name.encode()
+        wake = names.wake.encode()
         # Register before the first read: a publish between the read and the
         # wait then sets the event instead of being missed.
-        event = self._listener.register(bname)
+        event = self._listener.register(wake)
+        awaited = ""  # the fencing number of the remote flight this caller waits on
         saw_held = False
         try:
             while True:
@@ -364,19 +401,27 @@ class RedisGroup(Group[K, V]):
                 # only if we were subscribed before it.
                 subscribed = self._listener.subscribed
                 try:
-                    reply = self._acquire(keys=[names.lock, names.result], args=[token, self._lease_ms])
+                    reply = self._acquire(
+                        keys=[names.lock, names.fence, names.linger, names.result(awaited) if awaited else names.lock],
+                        args=[token, self._lease_ms, "1" if self._linger_ms else "0", awaited, FENCE_TTL_MS],
+                    )
                 except RedisError as exc:
                     return self._unavailable(key, exc, fn, args, kwargs)
                 status = int(reply[0])
                 if status == 1:
+                    # The outcome of the very flight we waited on (or, with
+                    # linger=, a landed one): never another flight's.
                     return self._shared_outcome(key, reply[1], fn, args, kwargs)
                 if status == 0:
                     if saw_held:
                         with self._lock:
                             self._takeovers += 1
+                    fence = int(reply[1])
                     break
-                # Held by another process: wait for its publish, a bounded time.
+                # Held by another process: wait for that flight's outcome.
                 saw_held = True
+                holder = reply[2].decode() if isinstance(reply[2], bytes) else str(reply[2])
+                awaited = holder.rpartition(":")[2]
                 if not subscribed:
                     # The listener is (re)connecting: wait for it briefly, then
                     # read again (a missed publish costs at most a recheck).
@@ -400,21 +445,23 @@ class RedisGroup(Group[K, V]):
                     with self._lock:
                         self._remote_waits -= 1
         finally:
-            self._listener.unregister(bname, event)
-        return self._run_leased(key, names, token, (fn, args, kwargs))
+            self._listener.unregister(wake, event)
+        return self._run_leased(key, names, f"{token}:{fence}", fence, (fn, args, kwargs))
 
     def _run_leased(
         self,
         key: Any,
         names: _Names,
-        token: str,
+        lease_id: str,
+        fence: int,
         call: tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]],
     ) -> Any:
         fn, args, kwargs = call
-        lease = self._renewer.add(names.lock, token)
+        lease = self._renewer.add(names.lock, lease_id)
         with self._lock:
             self._runs += 1
         payload = b""
+        fenced = _FENCE.set(fence)
         try:
             value = fn(*args, **kwargs)
         except Exception as exc:
@@ -439,28 +486,39 @@ class RedisGroup(Group[K, V]):
             payload = b"v" + (data.encode() if isinstance(data, str) else data)
             return value
         finally:
-            self._renewer.remove(lease)
-            self._finish_flight(key, names, token, payload, lost=lease.lost)
+            _FENCE.reset(fenced)
+            lost = self._renewer.remove(lease)
+            self._finish_flight(key, names, lease_id, fence, payload, lost=lost)
 
-    def _finish_flight(self, key: Any, names: _Names, token: str, payload: bytes, *, lost: bool) -> None:
+    def _finish_flight(  # noqa: PLR0913 - the flight's identity and its outcome
+        self, key: Any, names: _Names, lease_id: str, fence: int, payload: bytes, *, lost: bool
+    ) -> None:
         publish = "0" if self._drop_publishes else "1"
+        is_error = "1" if payload[:1] == b"e" else "0"
         try:
             held = self._finish(
-                keys=[names.lock, names.result],
-                args=[token, payload, self._result_ms, self._channel, names.name, publish],
-            )
+                keys=[names.lock, names.result(fence), names.linger],
+                args=[
+                    lease_id, payload, self._result_ms, self._channel, names.wake, publish,
+                    self._linger_ms, is_error, "1" if self._linger_errors else "0",
+                ],
+            )  # fmt: skip
         except RedisError as exc:
             # The work is done and this process has its outcome; the others
             # take over when the lease, no longer renewed, expires.
             _log.warning("could not store the outcome of the flight for key %r in Redis: %r", key, exc)
             return
         if not held or lost:
+            # Only the current lease holder stores and publishes: this
+            # outcome goes to this process's own callers and nowhere else.
             with self._lock:
                 self._lost_leases += 1
             _log.warning(
-                "the lease on key %r expired before its work finished; another process may have run it too "
-                "(raise lease= above the work's longest run plus pauses)",
+                "the lease on key %r (flight %d) expired before its work finished; another process may have run "
+                "it too; its outcome went to this process's callers only (raise lease= above the work's longest "
+                "run plus pauses)",
                 key,
+                fence,
             )
 
     def _shared_outcome(

@@ -20,17 +20,38 @@ from ._errors import UnstableKeyError
 _MAX_KEY_CHARS = 200
 
 
-def _plain(value: Any, root: Any) -> Any:
-    """Map a key to JSON-ready data, rejecting what differs between processes."""
+def _plain(value: Any, root: Any) -> Any:  # noqa: PLR0911 - one return per kind of key part
+    """Map a key to JSON-ready data, rejecting what differs between processes.
+
+    Equal keys get equal data, as Python's equality (and so Group) has it:
+    ``True``, ``1`` and ``1.0`` all become ``1``. typed=True keys carry their
+    argument types, which become ``{"type": "module.qualname"}`` and so keep
+    ``1`` and ``1.0`` apart in Redis too.
+    """
     cls = type(value)
-    if cls is str or cls is int or cls is bool or value is None:
+    if cls is str:
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            msg = (
+                f"key {show_key(root)} contains a str that is not valid Unicode (a lone surrogate), so it has no "
+                "name that is the same in every process; encode it yourself, for example with "
+                "key=lambda s: s.encode('utf-8', 'surrogatepass').hex()"
+            )
+            raise UnstableKeyError(root, msg) from None
         return value
+    if cls is int or value is None:
+        return value
+    if cls is bool:
+        return int(value)
     if cls is float:
-        return value
+        return int(value) if value.is_integer() else value
     if cls is tuple:
         return [_plain(item, root) for item in value]
     if value is _KWMARK:
         return {"kw": 1}  # hashkey()'s marker; a dict never comes from anything else
+    if cls is type and value.__module__ == "builtins":
+        return {"type": value.__qualname__}  # typed=True and typedkey() carry the argument types
     what = f"{cls.__module__}.{cls.__qualname__}" if cls.__module__ != "builtins" else cls.__qualname__
     msg = (
         f"key {show_key(root)} contains a value of type {what} ({show_key(value)}), "
@@ -44,7 +65,8 @@ def _plain(value: Any, root: Any) -> Any:
 def key_name(key: Any) -> str:
     """The text that names ``key`` in Redis, the same in every process.
 
-    JSON of the key (tuples as arrays); longer than 200 characters, its
+    JSON of the key (tuples as arrays, ``True`` and ``1.0`` as ``1``, so that
+    keys equal in Python share one name); longer than 200 characters, its
     SHA-256 instead.
     """
     text = json.dumps(_plain(key, key), separators=(",", ":"), ensure_ascii=False, allow_nan=True)
@@ -53,12 +75,30 @@ def key_name(key: Any) -> str:
     return text
 
 
-class _Names:
-    """The Redis names of one key: lock, result, and the payload of its wake-up."""
+WIRE_VERSION = "v1"
 
-    __slots__ = ("lock", "name", "result")
+
+class _Names:
+    """The Redis names of one key's flights, all under one hash tag (one Cluster slot).
+
+    ``<ns>:v1:{<tag>}:lock`` holds the lease (``<token>:<fence>``),
+    ``...:fence`` the key's fencing counter, ``...:result:<fence>`` the outcome
+    of flight number ``<fence>`` (for that flight's waiters only) and
+    ``...:linger`` the outcome shared with later callers when ``linger=`` is on.
+    The tag is a digest of the key's name, so distinct keys spread over the
+    slots; ``wake`` is the payload of the key's wake-up.
+    """
+
+    __slots__ = ("base", "fence", "linger", "lock", "name", "wake")
 
     def __init__(self, ns: str, name: str) -> None:
         self.name = name
-        self.lock = f"{ns}:lock:{name}"
-        self.result = f"{ns}:result:{name}"
+        tag = hashlib.blake2b(name.encode(), digest_size=8).hexdigest()
+        self.base = f"{ns}:{WIRE_VERSION}:{{{tag}}}"
+        self.lock = self.base + ":lock"
+        self.fence = self.base + ":fence"
+        self.linger = self.base + ":linger"
+        self.wake = tag
+
+    def result(self, fence: int | str) -> str:
+        return f"{self.base}:result:{fence}"

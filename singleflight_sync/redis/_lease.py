@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from contextvars import ContextVar
 from typing import TYPE_CHECKING
 
 from redis.exceptions import RedisError
@@ -19,34 +20,92 @@ if TYPE_CHECKING:
 
 _log = logging.getLogger("singleflight_sync")
 
-# KEYS: lock, result. ARGV: token, lease ms.
-# {1, payload}: a result is stored. {0}: the lease is ours. {2, pttl}: held by another.
+# How long a key's fencing counter outlives its last flight. Counting starts
+# again at 1 after this much idle time, which is harmless: a fencing number
+# only has to increase across flights that overlap or follow closely.
+FENCE_TTL_MS = 30 * 24 * 3600 * 1000
+
+# KEYS: lock, fence, linger, the result of the awaited flight (the lock again
+# when there is none: every key of a script shares one hash tag).
+# ARGV: token, lease ms, '1' to read the linger key, the awaited fence ('' for
+# none), the fence counter's ttl ms.
+# {1, payload}: the awaited flight's outcome, or a lingering one.
+# {0, fence}: the lease is ours, for flight number ``fence``.
+# {2, pttl, "token:fence"}: another process runs flight ``fence``.
 _ACQUIRE = """
-local r = redis.call('GET', KEYS[2])
-if r then return {1, r} end
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {0} end
-return {2, redis.call('PTTL', KEYS[1])}
+if ARGV[4] ~= '' then
+  local r = redis.call('GET', KEYS[4])
+  if r then return {1, r} end
+end
+if ARGV[3] == '1' then
+  local r = redis.call('GET', KEYS[3])
+  if r then return {1, r} end
+end
+local cur = redis.call('GET', KEYS[1])
+if not cur then
+  local f = redis.call('INCR', KEYS[2])
+  redis.call('PEXPIRE', KEYS[2], ARGV[5])
+  redis.call('SET', KEYS[1], ARGV[1] .. ':' .. f, 'PX', ARGV[2])
+  return {0, f}
+end
+return {2, redis.call('PTTL', KEYS[1]), cur}
 """
 
-# KEYS: lock. ARGV: token, lease ms. 1 if the lease was still ours and is extended.
+# KEYS: lock. ARGV: lease id ("token:fence"), lease ms. 1 if it was still ours and is extended.
 _EXTEND = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return 0
 """
 
-# KEYS: lock, result. ARGV: token, payload ('' stores nothing), ttl ms, channel,
-# name, publish ('1'/'0'). The result is stored even when the lease was lost
-# (it is a fresh outcome); the lock is deleted only if it is still ours.
+# KEYS: lock, this flight's result, linger. ARGV: lease id, payload ('' stores
+# nothing), result ttl ms, channel, wake-up message, publish ('1'/'0'), linger
+# ms ('0': off), '1' if the payload is an error, '1' to linger errors too.
+# Only the current lease holder stores and publishes: a leader whose lease
+# was lost (paused past it, a takeover) changes nothing and gets 0.
 _FINISH = """
-if ARGV[2] ~= '' then redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3]) end
-local held = 0
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('DEL', KEYS[1])
-  held = 1
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if ARGV[2] ~= '' then
+  redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
+  if tonumber(ARGV[7]) > 0 and (ARGV[8] == '0' or ARGV[9] == '1') then
+    redis.call('SET', KEYS[3], ARGV[2], 'PX', ARGV[7])
+  end
 end
+redis.call('DEL', KEYS[1])
 if ARGV[6] == '1' then redis.call('PUBLISH', ARGV[4], ARGV[5]) end
-return held
+return 1
 """
+
+# The fencing number of the flight this thread leads, for current_fence().
+_FENCE: ContextVar[int | None] = ContextVar("singleflight_fence", default=None)
+
+
+def current_fence() -> int:
+    """The fencing number of the RedisGroup flight the calling function runs for.
+
+    Each flight of a key gets a number one higher than the key's previous
+    flight. Work that writes somewhere can make its writes conditional on it
+    (store the number with the data and refuse a write with a lower one), so
+    that a leader paused past its lease can never overwrite a newer flight's
+    write. Across a Redis failover with asynchronous replication a number can
+    repeat: fencing is best effort there.
+
+    Raises:
+        LookupError: not called from inside a function a RedisGroup runs.
+
+    Example::
+
+        @singleflight(group=prices)
+        def refresh(symbol: str) -> float:
+            price = exchange.fetch(symbol)
+            db.execute("UPDATE prices SET price=%s, fence=%s WHERE symbol=%s AND fence < %s",
+                       (price, current_fence(), symbol, current_fence()))
+            return price
+    """
+    fence = _FENCE.get()
+    if fence is None:
+        msg = "current_fence() is called from a function a RedisGroup runs as the leader of a flight"
+        raise LookupError(msg)
+    return fence
 
 
 class _Lease:
@@ -66,7 +125,7 @@ class _Renewer:
         self._extend = extend
         self._lease_ms = lease_ms
         self._interval = lease_ms / 3000.0
-        # _cond protects _leases, _thread and _stopping.
+        # _cond protects _leases, _thread, _stopping and every lease's ``lost``.
         self._cond = threading.Condition(threading.Lock())
         self._leases: dict[str, _Lease] = {}
         self._thread: threading.Thread | None = None
@@ -82,9 +141,11 @@ class _Renewer:
             self._cond.notify()
         return lease
 
-    def remove(self, lease: _Lease) -> None:
+    def remove(self, lease: _Lease) -> bool:
+        """Stop renewing ``lease``; return whether a renewal found it lost."""
         with self._cond:
             self._leases.pop(lease.token, None)
+            return lease.lost
 
     def _run(self) -> None:
         while True:
@@ -107,12 +168,18 @@ class _Renewer:
                     # Two more tries before the lease can expire.
                     _log.warning("could not extend the lease %s: %r", lease.lock_key, exc)
                     continue
-                if not ok and not lease.lost:
+                if ok:
+                    continue
+                with self._cond:
+                    # The flight may have finished (and deleted its lock)
+                    # while this renewal was on its way: that is no loss.
+                    if self._leases.get(lease.token) is not lease or lease.lost:
+                        continue
                     lease.lost = True
-                    _log.warning(
-                        "the lease %s expired while its work was running; another process may run it too",
-                        lease.lock_key,
-                    )
+                _log.warning(
+                    "the lease %s expired while its work was running; another process may run it too",
+                    lease.lock_key,
+                )
 
     def close(self) -> None:
         with self._cond:

@@ -15,7 +15,7 @@ import pytest
 if importlib.util.find_spec("redis") is None and not os.environ.get("CI"):
     pytest.skip("redis-py is not installed (pip install -e '.[redis]')", allow_module_level=True)
 
-from singleflight_sync.redis import RemoteFlightError, key_name
+from singleflight_sync.redis import RemoteFlightError
 
 
 def wait_for(condition: Any, what: str, timeout: float = 20.0) -> None:
@@ -28,7 +28,7 @@ def wait_for(condition: Any, what: str, timeout: float = 20.0) -> None:
 
 
 def subscribers(client: Any, ns: str) -> int:
-    return int(dict(client.pubsub_numsub(f"{ns}:done"))[f"{ns}:done".encode()])
+    return int(dict(client.pubsub_numsub(f"{ns}:v1:done"))[f"{ns}:v1:done".encode()])
 
 
 def test_five_processes_twenty_threads_one_execution_per_flight(redis_url, ns, client, spawn):
@@ -38,8 +38,6 @@ def test_five_processes_twenty_threads_one_execution_per_flight(redis_url, ns, c
     for _ in range(flights):
         for _ in range(procs):  # every process is parked at the barrier
             assert client.blpop([f"{ns}:ready"], timeout=30) is not None, "a worker did not reach the barrier"
-        # Each flight must run anew, not return the previous flight's stored outcome.
-        client.delete(f"{ns}:result:{key_name('herd')}")
         client.rpush(f"{ns}:go", *["go"] * procs)
     outputs = [w.result(timeout=60) for w in workers]
 
