@@ -7,7 +7,9 @@ configuration or need a framework (```py, ```sh, ```text) are not run.
 from __future__ import annotations
 
 import re
+import sys
 import textwrap
+import types
 from pathlib import Path
 
 import pytest
@@ -35,6 +37,8 @@ def test_pages_have_examples() -> None:
 
 
 @pytest.mark.parametrize(("where", "code"), _blocks(), ids=[where for where, _ in _blocks()])
-def test_example_runs(where: str, code: str) -> None:
-    namespace: dict[str, object] = {"__name__": "doc_" + re.sub(r"\W", "_", where)}
-    exec(compile(code, where, "exec"), namespace)
+def test_example_runs(where: str, code: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A real module, so that what the example defines (a dataclass) can find it.
+    module = types.ModuleType("doc_" + re.sub(r"\W", "_", where))
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    exec(compile(code, where, "exec"), module.__dict__)

@@ -23,13 +23,14 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
     msg = "singleflight_sync.redis needs redis-py: pip install 'singleflight-sync[redis]'"
     raise ImportError(msg) from exc
 
-from ._codec import JsonSerializer, PickleSerializer, Serializer
+from ._codec import CodecError, JsonSerializer, PickleSerializer, Serializer
 from ._errors import RedisUnavailableError, RemoteFlightError, ResultSerializationError, UnstableKeyError
 from ._group import RedisGroup, RedisStats
 from ._keys import key_name
 from ._lease import current_fence
 
 __all__ = [
+    "CodecError",
     "JsonSerializer",
     "PickleSerializer",
     "RedisGroup",

@@ -99,4 +99,6 @@ def _error_record(exc: BaseException) -> bytes:
     name = cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
     text = "".join(traceback.format_exception(cls, exc, exc.__traceback__))
     record = {"type": name, "message": str(exc), "traceback": text}
-    return b"e" + json.dumps(record, ensure_ascii=False).encode()
+    if isinstance(exc, ResultSerializationError):
+        record["serialization"] = exc.reason  # every process raises this same error
+    return b"e" + json.dumps(record).encode()  # ASCII: a lone surrogate in a message cannot break it

@@ -527,6 +527,12 @@ class RedisGroup(Group[K, V]):
         kind, body = payload[:1], payload[1:]
         if kind == b"e":
             record = json.loads(body)
+            if "serialization" in record:
+                # The leader's value could not be sent exactly: every caller
+                # in every process gets the same ResultSerializationError.
+                with self._lock:
+                    self._remote_shares += 1
+                raise ResultSerializationError(key, record["serialization"]) from _RemoteTraceback(record["traceback"])
             if self._rerun:
                 # Written by a process with on_error="raise_remote": run it here.
                 return self._run_uncoordinated(fn, args, kwargs)
