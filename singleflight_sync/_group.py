@@ -277,6 +277,11 @@ class Group(Generic[K, V]):
     # Called (outside the lock) when a submit() or do_async() caller joins a
     # running flight; None unless singleflight_sync.otel is instrumenting.
     _join_hook: ClassVar[Callable[[Group[Any, Any], _Flight, Future[Any]], None] | None] = None
+    # (out, in) for RedisGroup's payloads when singleflight_sync.otel is
+    # instrumenting: ``out()`` gives the current span's traceparent (or None)
+    # to send with a flight's outcome, ``in(traceparent)`` links the current
+    # span to the leader's in another process. None costs nothing.
+    _trace_hooks: ClassVar[tuple[Callable[[], str | None], Callable[[str], None]] | None] = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -13,7 +13,9 @@ leader's trace, and the function runs with it as the current span. Each
 follower that waits in a thread gets a ``singleflight.wait`` span with a link
 to the flight's span; a follower that joins through ``submit()`` or
 ``do_async()`` adds the link to its current span. The span of a flight lives
-on the flight object itself, written once by the leader's thread.
+on the flight object itself, written once by the leader's thread. With a
+RedisGroup, the leader's span context travels with the flight's outcome as a
+W3C ``traceparent``, and a follower's flight in another process links to it.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from opentelemetry import metrics, trace
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from ._errors import FlightTimeoutError, LeaderInterrupted
 from ._group import Group
@@ -224,7 +227,23 @@ def _traced(ins: _Instrumentation) -> dict[str, Any]:
         else:
             ins.shared.add(1)
 
+    propagator = TraceContextTextMapPropagator()
+
+    def trace_out() -> str | None:
+        carrier: dict[str, str] = {}
+        propagator.inject(carrier)
+        return carrier.get("traceparent")
+
+    def trace_in(traceparent: str) -> None:
+        # A follower in this process got an outcome from a leader in
+        # another: link the current span (its flight's) to the leader's.
+        context = trace.get_current_span(propagator.extract({"traceparent": traceparent})).get_span_context()
+        current = trace.get_current_span()
+        if context.is_valid and current.is_recording():
+            current.add_link(context, {"singleflight.role": "remote follower"})
+
     return {
+        "_trace_hooks": (trace_out, trace_in),
         "do": Group._do_generic,
         "_enter": _enter,
         "_lead": _lead,

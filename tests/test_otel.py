@@ -243,6 +243,7 @@ def test_uninstrument_puts_the_fast_path_back() -> None:
     assert not otel.is_instrumented()
     assert {name: CoreGroup.__dict__[name] for name in original} == original
     assert CoreGroup._join_hook is None
+    assert CoreGroup._trace_hooks is None
     Group().do("k", int)
     assert t.named("singleflight.flight") == []
 

@@ -488,6 +488,12 @@ class RedisGroup(Group[K, V]):
         finally:
             _FENCE.reset(fenced)
             lost = self._renewer.remove(lease)
+            if payload and Group._trace_hooks is not None:
+                # The leader's span context travels with the outcome, so that
+                # followers in other processes can link to it.
+                traceparent = Group._trace_hooks[0]()
+                if traceparent:
+                    payload = b"t" + traceparent.encode("ascii") + b"\n" + payload
             self._finish_flight(key, names, lease_id, fence, payload, lost=lost)
 
     def _finish_flight(  # noqa: PLR0913 - the flight's identity and its outcome
@@ -524,6 +530,11 @@ class RedisGroup(Group[K, V]):
     def _shared_outcome(
         self, key: Any, payload: bytes, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
+        if payload[:1] == b"t":
+            # A traceparent header, written when the leader was traced.
+            header, _, payload = payload.partition(b"\n")
+            if Group._trace_hooks is not None:
+                Group._trace_hooks[1](header[1:].decode("ascii", "replace"))
         kind, body = payload[:1], payload[1:]
         if kind == b"e":
             record = json.loads(body)

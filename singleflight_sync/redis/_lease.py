@@ -57,6 +57,9 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[
 return 0
 """
 
+# The payload is b"v" + the serializer's bytes, or b"e" + an error record
+# (JSON), optionally preceded by b"t" + a W3C traceparent + b"\n" when the
+# leader was traced (singleflight_sync.otel).
 # KEYS: lock, this flight's result, linger. ARGV: lease id, payload ('' stores
 # nothing), result ttl ms, channel, wake-up message, publish ('1'/'0'), linger
 # ms ('0': off), '1' if the payload is an error, '1' to linger errors too.
