@@ -17,7 +17,7 @@ import functools
 import inspect
 import math
 from collections.abc import Callable, Hashable, Mapping
-from typing import TYPE_CHECKING, Any, NamedTuple, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, ParamSpec, TypeVar, cast
 
 from ._group import DEFAULT, Group, _check_timeout
 
@@ -279,12 +279,13 @@ def _adapt(cache: Any, ttl: Any) -> tuple[Callable[[Hashable], Any], Callable[[H
     get = getattr(cache, "get", None)
     setter = getattr(cache, "set", None)
     is_mapping = isinstance(cache, Mapping)
+    name = type(cast("object", cache)).__name__
     if not callable(get) or not (
-        (callable(setter) and not is_mapping) or (is_mapping and hasattr(cache, "__setitem__"))
+        (callable(setter) and not is_mapping) or (is_mapping and hasattr(cast("object", cache), "__setitem__"))
     ):
         msg = (
             "cache must have get(key, default) and set(key, value[, timeout]) like a Django cache, "
-            f"or be a mutable mapping such as dict or a cachetools cache; got {type(cache).__name__}"
+            f"or be a mutable mapping such as dict or a cachetools cache; got {name}"
         )
         raise TypeError(msg)
 
@@ -314,11 +315,12 @@ def _adapt(cache: Any, ttl: Any) -> tuple[Callable[[Hashable], Any], Callable[[H
     if is_mapping:
         if ttl is not DEFAULT:
             msg = (
-                f"ttl={ttl!r} cannot be applied to a {type(cache).__name__}: a mapping has no per-entry expiry; "
+                f"ttl={ttl!r} cannot be applied to a {name}: a mapping has no per-entry expiry; "
                 "leave ttl out and use an expiring mapping (cachetools.TTLCache) or a cache with set(key, value, ttl)"
             )
             raise TypeError(msg)
-        return read, cache.__setitem__
+        store_item: Callable[[Hashable, Any], object] = getattr(cast("object", cache), "__setitem__")  # noqa: B009
+        return read, store_item
     if ttl is DEFAULT:
         return read, setter  # type: ignore[return-value]
 

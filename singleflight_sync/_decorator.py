@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar, cast, overload
 
 from ._errors import UnhashableKeyError, show_key
 from ._group import FlightStats, Group, _check_timeout
@@ -279,7 +279,8 @@ class BoundSingleFlightFunction(Generic[P, R]):
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, BoundSingleFlightFunction):
             return NotImplemented
-        return self.__func__ is other.__func__ and self.__self__ is other.__self__
+        peer: BoundSingleFlightFunction[Any, Any] = other  # pyright: ignore[reportUnknownVariableType]
+        return self.__func__ is peer.__func__ and self.__self__ is peer.__self__
 
     def __hash__(self) -> int:
         return hash((self.__func__, id(self.__self__)))
@@ -317,7 +318,9 @@ def _fallback_binder(*, typed: bool) -> Callable[[tuple[Any, ...], dict[str, Any
     def bind(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
         key = hashkey(*args, **kwargs)
         if typed:
-            return (*key, tuple(type(v) for v in args), tuple(type(v) for _, v in sorted(kwargs.items())))
+            arg_types = tuple(v.__class__ for v in args)
+            kw_types = tuple(v.__class__ for _, v in sorted(kwargs.items()))
+            return (*key, arg_types, kw_types)
         return key
 
     return bind
@@ -396,9 +399,11 @@ def singleflight(
 
     def decorate(f: Any) -> Any:
         if type(f) is classmethod:
-            return _SingleFlightClassMethod(decorate(f.__func__))
+            inner: Any = getattr(cast("object", f), "__func__")  # noqa: B009 - f is any classmethod
+            return _SingleFlightClassMethod(decorate(inner))
         if isinstance(f, (classmethod, staticmethod)):
-            return type(f)(decorate(f.__func__))
+            wrapped: Any = getattr(cast("object", f), "__func__")  # noqa: B009 - any classmethod or staticmethod
+            return type(cast("Any", f))(decorate(wrapped))
         if not callable(f):
             msg = (
                 f"@singleflight decorates a function, got {type(f).__name__} {f!r}; "

@@ -95,7 +95,7 @@ def copy_exception(exc: BaseException) -> BaseException | None:
         if isinstance(notes, list):
             # Each caller gets its own list: add_note() on one copy must not
             # show up in the others.
-            setattr(dup, "__notes__", list(notes))  # noqa: B010 - not every Python types __notes__
+            setattr(dup, "__notes__", list(notes))  # pyright: ignore[reportUnknownArgumentType]  # noqa: B010 - not every Python types __notes__
     except Exception:
         return None
     return dup

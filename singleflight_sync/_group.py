@@ -18,7 +18,7 @@ from collections.abc import Callable, Hashable
 from concurrent.futures import Executor, Future, InvalidStateError
 from concurrent.futures import TimeoutError as _FutureTimeout
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, NamedTuple, TypeVar, cast
 
 from . import _fork
 from ._errors import (
@@ -139,7 +139,7 @@ class _Flight(Future[Any]):
         self.owner = owner
 
     def _arm(self) -> None:
-        Future.__init__(self)
+        Future.__init__(self)  # pyright: ignore[reportUnknownMemberType] - typeshed leaves it unannotated
         self.armed = True
 
     def __repr__(self) -> str:
@@ -263,12 +263,12 @@ class Group(Generic[K, V]):
         # a cycle of threads waiting on each other's flights.
         self._waiting: dict[int, _Flight] = {}
         # calls == executions + joins: the leader's path counts one, not two.
-        self._joins = 0
-        self._executions = 0
-        self._shared = 0
-        self._errors = 0
-        self._timeouts = 0
-        self._abandoned = 0
+        self._joins: int = 0
+        self._executions: int = 0
+        self._shared: int = 0
+        self._errors: int = 0
+        self._timeouts: int = 0
+        self._abandoned: int = 0
         # id -> flight, for flights that forget() took out of the map while
         # they run: a forked child must still complete their handles.
         self._detached: dict[int, _Flight] = {}
@@ -287,7 +287,7 @@ class Group(Generic[K, V]):
         super().__init_subclass__(**kwargs)
         # The inlined fast path in do() skips _enter and _lead; a subclass
         # that customises either must go through them.
-        custom = cls._enter is not Group._enter or cls._lead is not Group._lead
+        custom = cls._enter is not Group._enter or cls._lead is not Group._lead  # pyright: ignore[reportUnknownMemberType]
         if custom and "do" not in cls.__dict__:
             cls.do = Group._do_generic  # type: ignore[method-assign]
 
@@ -331,6 +331,7 @@ class Group(Generic[K, V]):
         new = _new_flight(_Flight)
         new.key = key
         new.owner = me
+        refusal: tuple[Any, ...] | None = None
         with lock:
             flight = flights.setdefault(h, new)
             if flight is not new and (type(flight) is not _Flight or not (flight.key is key or flight.key == key)):
@@ -597,14 +598,17 @@ class Group(Generic[K, V]):
 
     def _collide(self, h: int, slot: Any, new: _Flight) -> _Flight:
         """``h``'s slot is taken: the flight of a key equal to ``new``'s, or ``new`` added. Caller holds ``_lock``."""
-        flights: list[_Flight] = [slot] if type(slot) is _Flight else slot
+        if type(slot) is _Flight:
+            flights: list[_Flight] = [slot]
+        else:
+            flights = slot
         for flight in flights:
             if flight.key is new.key or flight.key == new.key:
                 return flight
         if type(slot) is _Flight:
             self._flights[h] = _Bucket((slot, new))
         else:
-            slot.append(new)
+            flights.append(new)
         self._chained += 1
         return new
 
@@ -613,8 +617,8 @@ class Group(Generic[K, V]):
         slot = self._flights.get(h)
         if slot is flight:
             del self._flights[h]
-        elif type(slot) is _Bucket and any(f is flight for f in slot):
-            slot[:] = [f for f in slot if f is not flight]
+        elif type(slot) is _Bucket and any(f is flight for f in cast("list[_Flight]", slot)):
+            slot[:] = [f for f in cast("list[_Flight]", slot) if f is not flight]
             self._chained -= 1
             if len(slot) == 1:
                 self._flights[h] = slot[0]
@@ -951,7 +955,7 @@ class Group(Generic[K, V]):
                 # for ever. concurrent and asyncio futures both get here (the
                 # loop's run_in_executor). The callback holds the job, not the
                 # flight: _run empties it.
-                add_done_callback(lambda task: self._dropped(job, task))
+                add_done_callback(lambda task: self._dropped(job, task))  # pyright: ignore[reportUnknownLambdaType] - concurrent or asyncio
         elif Group._join_hook is not None:
             Group._join_hook(self, flight, handle)
         return handle

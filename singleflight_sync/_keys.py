@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 from operator import itemgetter
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Hashable
@@ -172,14 +172,14 @@ def make_normaliser(
     def bind_typed(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
         key = bind(args, kwargs)
         last = len(key) - 1
-        types: list[type] = []
+        types: list[type[Any]] = []
         for i, value in enumerate(key):
             if has_varargs and i == npos:
-                types.extend(type(v) for v in value)
+                types.extend(v.__class__ for v in cast("tuple[Any, ...]", value))
             elif has_varkw and i == last:
-                types.extend(type(v) for _, v in value)
+                types.extend(v.__class__ for _, v in cast("tuple[tuple[str, Any], ...]", value))
             else:
-                types.append(type(value))
+                types.append(value.__class__)
         return (*key, tuple(types))
 
     return bind_typed
@@ -203,7 +203,7 @@ def _picker(names: tuple[str, ...]) -> Callable[[dict[str, Any]], tuple[Any, ...
     if len(names) == 1:
         (name,) = names
         return lambda kwargs: (kwargs[name],)
-    return itemgetter(*names)
+    return cast("Callable[[dict[str, Any]], tuple[Any, ...]]", itemgetter(*names))
 
 
 def describe_unhashable(

@@ -138,7 +138,10 @@ class _Instrumentation:
 
 def _traced(ins: _Instrumentation) -> dict[str, Any]:
     """The replacements for Group's methods, closed over one instrumentation."""
-    enter, lead, follow, land, handle = Group._enter, Group._lead, Group._follow, Group._land, Group._handle
+    original: dict[str, Any] = dict(vars(Group))
+    enter, lead, follow = original["_enter"], original["_lead"], original["_follow"]
+    land = original["_land"]
+    handle: Callable[..., Future[Any]] = original["_handle"]
     tracer = ins.tracer
 
     def _enter(self: Group[Any, Any], key: Any, me: int) -> tuple[_Flight, bool]:
@@ -244,7 +247,7 @@ def _traced(ins: _Instrumentation) -> dict[str, Any]:
 
     return {
         "_trace_hooks": (trace_out, trace_in),
-        "do": Group._do_generic,
+        "do": original["_do_generic"],
         "_enter": _enter,
         "_lead": _lead,
         "_follow": _follow,

@@ -16,7 +16,7 @@ Example::
 from __future__ import annotations
 
 try:
-    import opentelemetry as _otel_api  # noqa: F401 - fail here, with the install command
+    import opentelemetry as _otel_api  # noqa: F401  # pyright: ignore[reportUnusedImport] - fail here, with the install command
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     msg = "singleflight_sync.otel needs the OpenTelemetry API: pip install 'singleflight-sync[otel]'"
     raise ImportError(msg) from exc

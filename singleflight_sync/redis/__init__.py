@@ -18,7 +18,7 @@ Example::
 from __future__ import annotations
 
 try:
-    import redis as _redis_py  # noqa: F401 - fail here, with the install command, not deep inside
+    import redis as _redis_py  # noqa: F401  # pyright: ignore[reportUnusedImport] - fail here, with the install command
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     msg = "singleflight_sync.redis needs redis-py: pip install 'singleflight-sync[redis]'"
     raise ImportError(msg) from exc

@@ -115,7 +115,7 @@ class JsonSerializer:
         return "JsonSerializer()" if self._default is None and self._object_hook is None else "JsonSerializer(...)"
 
     def _encode(self, value: Any, path: str) -> Any:  # noqa: PLR0911 - one branch per exact type
-        cls = type(value)
+        cls: type[Any] = value.__class__
         if cls in _SCALARS:
             return value
         if cls is list:
@@ -193,7 +193,7 @@ def _difference(a: Any, b: Any, path: str) -> str | None:  # noqa: PLR0911 - one
     if type(a) is dict:
         if a.keys() != b.keys():
             return path
-        for k, x in a.items():
+        for k, x in a.items():  # pyright: ignore[reportUnknownVariableType]
             where = _difference(x, b[k], _at(path, k))
             if where is not None:
                 return where

@@ -18,7 +18,7 @@ def _client_from(value: object) -> tuple[redis.Redis, bool]:
             raise ValueError("client_or_url must be a redis.Redis client or a non-empty URL, got ''")
         # Short timeouts and few retries: a dead server must turn into a
         # fallback (or an error) quickly, not stall every caller.
-        client = redis.Redis.from_url(
+        client: redis.Redis = redis.Redis.from_url(  # pyright: ignore[reportUnknownMemberType] - redis-py's stubs
             value,
             socket_timeout=5.0,
             socket_connect_timeout=2.0,
@@ -26,7 +26,7 @@ def _client_from(value: object) -> tuple[redis.Redis, bool]:
         )
         return client, True
     if isinstance(value, redis.Redis):
-        if value.get_connection_kwargs().get("decode_responses"):
+        if value.get_connection_kwargs().get("decode_responses"):  # pyright: ignore[reportUnknownMemberType]
             msg = "client_or_url must be a client with decode_responses=False: results are stored as bytes"
             raise ValueError(msg)
         return value, False

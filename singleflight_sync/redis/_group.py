@@ -27,7 +27,7 @@ import math
 import os
 import secrets
 import time
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 from redis.exceptions import RedisError
 
@@ -191,14 +191,15 @@ class RedisGroup(Group[K, V]):
         timeout: float | None = None,
         on_flight_end: Callable[[FlightRecord], object] | None = None,
     ) -> None:
-        if not isinstance(namespace, str) or not namespace:
-            msg = f"namespace must be a non-empty str, got {namespace!r}"
-            raise TypeError(msg) if not isinstance(namespace, str) else ValueError(msg)
+        ns = cast("object", namespace)  # checked as the untyped value a caller may pass
+        if not isinstance(ns, str) or not ns:
+            msg = f"namespace must be a non-empty str, got {ns!r}"
+            raise TypeError(msg) if not isinstance(ns, str) else ValueError(msg)
         lease = _check_seconds(lease, "lease")
         result_ttl = _check_seconds(result_ttl, "result_ttl")
         recheck = _check_seconds(recheck, "recheck")
         linger = _check_linger(linger)
-        flag: object = linger_errors
+        flag = cast("object", linger_errors)
         if not isinstance(flag, bool):
             msg = f"linger_errors must be True or False, got {flag!r}"
             raise TypeError(msg)

@@ -28,7 +28,7 @@ def _plain(value: Any, root: Any) -> Any:  # noqa: PLR0911 - one return per kind
     argument types, which become ``{"type": "module.qualname"}`` and so keep
     ``1`` and ``1.0`` apart in Redis too.
     """
-    cls = type(value)
+    cls: type[Any] = value.__class__
     if cls is str:
         try:
             value.encode("utf-8")

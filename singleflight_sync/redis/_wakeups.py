@@ -84,7 +84,7 @@ class _Listener:
             try:
                 pubsub.subscribe(self._channel)
                 while True:
-                    message: Any = pubsub.get_message(timeout=1.0)
+                    message: Any = pubsub.get_message(timeout=1.0)  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]
                     if message is None:
                         if self._stop.is_set():
                             return
@@ -124,5 +124,5 @@ class _Listener:
             return
         # The thread blocks on its socket; a message to itself ends it now.
         with contextlib.suppress(RedisError):
-            self._client.publish(self._channel, _STOP_PREFIX + self._ident)
+            self._client.publish(self._channel, _STOP_PREFIX + self._ident)  # pyright: ignore[reportUnknownMemberType]
         thread.join(3.0)

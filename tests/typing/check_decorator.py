@@ -128,7 +128,10 @@ def check_cache_filler() -> None:
     assert_type(filler.fill("k", lambda: 1), int)
     assert_type(cache_fill({}, "k", lambda: "s"), str)
 
-    @filler.cached(key=lambda symbol: f"price:{symbol}")
+    def price_key(symbol: str) -> str:
+        return f"price:{symbol}"
+
+    @filler.cached(key=price_key)
     def price(symbol: str) -> float:
         return 1.0
 
