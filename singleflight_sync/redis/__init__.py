@@ -24,7 +24,13 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
     raise ImportError(msg) from exc
 
 from ._codec import CodecError, JsonSerializer, PickleSerializer, Serializer
-from ._errors import RedisUnavailableError, RemoteFlightError, ResultSerializationError, UnstableKeyError
+from ._errors import (
+    RedisConfigurationError,
+    RedisUnavailableError,
+    RemoteFlightError,
+    ResultSerializationError,
+    UnstableKeyError,
+)
 from ._group import RedisGroup, RedisStats
 from ._keys import key_name
 from ._lease import current_fence
@@ -33,6 +39,7 @@ __all__ = [
     "CodecError",
     "JsonSerializer",
     "PickleSerializer",
+    "RedisConfigurationError",
     "RedisGroup",
     "RedisStats",
     "RedisUnavailableError",

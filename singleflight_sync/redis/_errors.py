@@ -62,6 +62,28 @@ class RedisUnavailableError(SingleFlightError):
         return (type(self), (self.key, self.reason))
 
 
+class RedisConfigurationError(SingleFlightError):
+    """Redis refused this group's commands because of its settings: fix them.
+
+    A wrong password, an ACL that does not allow the group's commands
+    (``EVALSHA``/``EVAL``, ``PUBLISH``, ``SUBSCRIBE``, ``GET``, ``DEL``), or a TLS
+    misconfiguration. Unlike an outage this never falls back to running the
+    work per process: it would hide the mistake. ``__cause__`` is the redis-py
+    error.
+    """
+
+    def __init__(self, key: Any, reason: str) -> None:
+        self.key = key
+        self.reason = reason
+        super().__init__(
+            f"Redis refused the flight for key {show_key(key)} because of the group's settings: {reason}; check the "
+            "password, the ACL user's permissions and the TLS settings of the client or URL"
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.key, self.reason))
+
+
 class ResultSerializationError(SingleFlightError):
     """A flight's result could not be serialized (or a stored one deserialized).
 

@@ -29,14 +29,21 @@ import secrets
 import time
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
-from redis.exceptions import RedisError
+from redis.exceptions import MaxConnectionsError, RedisError
 
 from singleflight_sync._errors import FlightTimeoutError
 from singleflight_sync._group import FlightStats, Group, K, V, _check_timeout, _require_callable
 
 from ._codec import JsonSerializer, Serializer, _describe
-from ._deploy import _client_from
-from ._errors import RedisUnavailableError, RemoteFlightError, ResultSerializationError, _error_record, _RemoteTraceback
+from ._deploy import POOL_WAIT, _client_from, is_configuration_error
+from ._errors import (
+    RedisConfigurationError,
+    RedisUnavailableError,
+    RemoteFlightError,
+    ResultSerializationError,
+    _error_record,
+    _RemoteTraceback,
+)
 from ._keys import WIRE_VERSION, _Names, key_name
 from ._lease import _ACQUIRE, _EXTEND, _FENCE, _FINISH, FENCE_TTL_MS, _Renewer
 from ._wakeups import _Listener
@@ -46,6 +53,7 @@ if TYPE_CHECKING:
     from concurrent.futures import Future
 
     import redis
+    from redis.commands.core import Script
     from typing_extensions import Self  # typing.Self is 3.11+; only the checker reads this
 
     from singleflight_sync._group import FlightRecord, _Flight
@@ -101,6 +109,25 @@ def _check_seconds(value: Any, name: str) -> float:
         msg = f"{name} must be at least 0.001 seconds (Redis counts milliseconds), got {value!r}"
         raise ValueError(msg)
     return float(value)
+
+
+def _under_pressure(script: Script, keys: list[str], argv: list[Any], deadline: float | None) -> Any:
+    """Run a command; while the client's pool has no free connection, wait and retry.
+
+    A full pool (``MaxConnectionsError`` from a user's client with
+    ``max_connections``) is pressure, not an outage: the command waits for a
+    connection until the caller's deadline, or POOL_WAIT seconds.
+    """
+    limit = (time.monotonic() + POOL_WAIT) if deadline is None else deadline
+    pause = 0.002
+    while True:
+        try:
+            return script(keys=keys, args=argv)
+        except MaxConnectionsError:
+            if time.monotonic() + pause >= limit:
+                raise
+            time.sleep(pause)  # a connection is returned within a round trip or two
+            pause = min(pause * 2, 0.05)
 
 
 def _check_linger(value: Any) -> float:
@@ -401,11 +428,10 @@ class RedisGroup(Group[K, V]):
                 # Sampled before the read: a publish after the read reaches us
                 # only if we were subscribed before it.
                 subscribed = self._listener.subscribed
+                keys = [names.lock, names.fence, names.linger, names.result(awaited) if awaited else names.lock]
+                argv = [token, self._lease_ms, "1" if self._linger_ms else "0", awaited, FENCE_TTL_MS]
                 try:
-                    reply = self._acquire(
-                        keys=[names.lock, names.fence, names.linger, names.result(awaited) if awaited else names.lock],
-                        args=[token, self._lease_ms, "1" if self._linger_ms else "0", awaited, FENCE_TTL_MS],
-                    )
+                    reply = _under_pressure(self._acquire, keys, argv, deadline)
                 except RedisError as exc:
                     return self._unavailable(key, exc, fn, args, kwargs)
                 status = int(reply[0])
@@ -503,13 +529,12 @@ class RedisGroup(Group[K, V]):
         publish = "0" if self._drop_publishes else "1"
         is_error = "1" if payload[:1] == b"e" else "0"
         try:
-            held = self._finish(
-                keys=[names.lock, names.result(fence), names.linger],
-                args=[
-                    lease_id, payload, self._result_ms, self._channel, names.wake, publish,
-                    self._linger_ms, is_error, "1" if self._linger_errors else "0",
-                ],
-            )  # fmt: skip
+            keys = [names.lock, names.result(fence), names.linger]
+            argv: list[str | int | bytes] = [
+                lease_id, payload, self._result_ms, self._channel, names.wake, publish,
+                self._linger_ms, is_error, "1" if self._linger_errors else "0",
+            ]  # fmt: skip
+            held = _under_pressure(self._finish, keys, argv, None)
         except RedisError as exc:
             # The work is done and this process has its outcome; the others
             # take over when the lease, no longer renewed, expires.
@@ -571,6 +596,8 @@ class RedisGroup(Group[K, V]):
     def _unavailable(
         self, key: Any, exc: RedisError, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
+        if is_configuration_error(exc):
+            raise RedisConfigurationError(key, f"{type(exc).__name__}: {exc}") from exc
         if self._raise_unavailable:
             raise RedisUnavailableError(key, f"{type(exc).__name__}: {exc}") from exc
         self._warn_unavailable(exc)
