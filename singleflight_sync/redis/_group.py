@@ -27,14 +27,17 @@ import math
 import os
 import secrets
 import time
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 from redis.exceptions import MaxConnectionsError, RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from singleflight_sync._errors import FlightTimeoutError
-from singleflight_sync._group import FlightStats, Group, K, V, _check_timeout, _require_callable
+from singleflight_sync._group import DEFAULT, CallInfo, FlightStats, Group, K, V, _check_timeout, _require_callable
 
 from ._codec import JsonSerializer, Serializer, _describe
+from ._commands import COMMAND_TIMEOUT, FINISH_WAIT, run_script
 from ._deploy import POOL_WAIT, _client_from, is_configuration_error
 from ._errors import (
     RedisConfigurationError,
@@ -111,20 +114,30 @@ def _check_seconds(value: Any, name: str) -> float:
     return float(value)
 
 
-def _under_pressure(script: Script, keys: list[str], argv: list[Any], deadline: float | None) -> Any:
-    """Run a command; while the client's pool has no free connection, wait and retry.
+# The timeout of the call being coordinated, when the caller gave its own
+# (call(timeout=...), @singleflight(timeout=...)); read by _coordinate, which
+# runs in the same thread as the call.
+_UNSET: Any = object()
+_CALL_TIMEOUT: ContextVar[Any] = ContextVar("singleflight_call_timeout", default=_UNSET)
+
+
+def _bounded(  # noqa: PLR0913 - one script call and its two bounds
+    client: redis.Redis, script: Script, keys: list[str], argv: list[Any], *, deadline: float | None, reply_wait: float
+) -> Any:
+    """Run a script, waiting for its reply at most ``reply_wait`` seconds and never past ``deadline``.
 
     A full pool (``MaxConnectionsError`` from a user's client with
-    ``max_connections``) is pressure, not an outage: the command waits for a
+    ``max_connections``) is pressure, not an outage: the script waits for a
     connection until the caller's deadline, or POOL_WAIT seconds.
     """
-    limit = (time.monotonic() + POOL_WAIT) if deadline is None else deadline
+    pool_limit = (time.monotonic() + POOL_WAIT) if deadline is None else deadline
     pause = 0.002
     while True:
+        wait = reply_wait if deadline is None else min(reply_wait, deadline - time.monotonic())
         try:
-            return script(keys=keys, args=argv)
+            return run_script(client, script, keys, argv, wait)
         except MaxConnectionsError:
-            if time.monotonic() + pause >= limit:
+            if time.monotonic() + pause >= pool_limit:
                 raise
             time.sleep(pause)  # a connection is returned within a round trip or two
             pause = min(pause * 2, 0.05)
@@ -374,6 +387,33 @@ class RedisGroup(Group[K, V]):
 
     # -- hooks of Group ---------------------------------------------------------------
 
+    def call(
+        self,
+        key: K,
+        fn: Callable[..., V],
+        /,
+        args: tuple[Any, ...] = (),
+        kwargs: dict[str, Any] | None = None,
+        *,
+        timeout: float | None = DEFAULT,
+    ) -> CallInfo[V]:
+        """As :meth:`Group.call`; ``timeout`` bounds the wait for a remote flight too."""
+        wait = self._timeout if timeout is DEFAULT else _check_timeout(timeout)
+        token = _CALL_TIMEOUT.set(wait)
+        try:
+            return super().call(key, fn, args, kwargs, timeout=timeout)
+        finally:
+            _CALL_TIMEOUT.reset(token)
+
+    def _call(
+        self, key: Any, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], timeout: float | None
+    ) -> Any:
+        token = _CALL_TIMEOUT.set(timeout)  # a decorator's own timeout= bounds the remote wait too
+        try:
+            return super()._call(key, fn, args, kwargs, timeout)
+        finally:
+            _CALL_TIMEOUT.reset(token)
+
     def _scope_for(self, fn: Callable[..., Any]) -> Hashable:
         # The function object differs in every process; its name does not.
         return f"{getattr(fn, '__module__', None)}.{getattr(fn, '__qualname__', type(fn).__qualname__)}"
@@ -414,7 +454,13 @@ class RedisGroup(Group[K, V]):
             msg = f"this RedisGroup (namespace {self._ns!r}) was closed; create a new one to coordinate flights"
             raise RuntimeError(msg)
         names = _Names(self._ns, key_name(key))
-        deadline = None if self._timeout is None else time.monotonic() + self._timeout
+        # The caller's own timeout (call(timeout=...), a decorator's) when it
+        # gave one, else the group's; it bounds every wait below, each Redis
+        # command included.
+        timeout = _CALL_TIMEOUT.get()
+        if timeout is _UNSET:
+            timeout = self._timeout
+        deadline = None if timeout is None else time.monotonic() + timeout
         token = secrets.token_hex(16)
         wake = names.wake.encode()
         # Register before the first read: a publish between the read and the
@@ -431,7 +477,16 @@ class RedisGroup(Group[K, V]):
                 keys = [names.lock, names.fence, names.linger, names.result(awaited) if awaited else names.lock]
                 argv = [token, self._lease_ms, "1" if self._linger_ms else "0", awaited, FENCE_TTL_MS]
                 try:
-                    reply = _under_pressure(self._acquire, keys, argv, deadline)
+                    reply = _bounded(
+                        self._client, self._acquire, keys, argv, deadline=deadline, reply_wait=COMMAND_TIMEOUT
+                    )
+                except RedisTimeoutError as exc:
+                    if deadline is not None and time.monotonic() >= deadline - 0.001:
+                        # The server did not answer within this caller's time.
+                        with self._lock:
+                            self._timeouts += 1
+                        raise FlightTimeoutError(key, timeout or 0.0) from None
+                    return self._unavailable(key, exc, fn, args, kwargs)
                 except RedisError as exc:
                     return self._unavailable(key, exc, fn, args, kwargs)
                 status = int(reply[0])
@@ -462,7 +517,7 @@ class RedisGroup(Group[K, V]):
                     if left <= 0:
                         with self._lock:
                             self._timeouts += 1
-                        raise FlightTimeoutError(key, self._timeout or 0.0)
+                        raise FlightTimeoutError(key, timeout or 0.0)
                     pause = min(pause, left)
                 with self._lock:
                     self._remote_waits += 1
@@ -534,7 +589,18 @@ class RedisGroup(Group[K, V]):
                 lease_id, payload, self._result_ms, self._channel, names.wake, publish,
                 self._linger_ms, is_error, "1" if self._linger_errors else "0",
             ]  # fmt: skip
-            held = _under_pressure(self._finish, keys, argv, None)
+            held = _bounded(self._client, self._finish, keys, argv, deadline=None, reply_wait=FINISH_WAIT)
+        except RedisTimeoutError:
+            # A stalled server: this leader's callers get their outcome now.
+            # The script runs when the server resumes, if this lease is still
+            # its own then; if not, another process has taken over.
+            _log.warning(
+                "Redis did not answer within %gs while storing the outcome of the flight for key %r; "
+                "returned it to this process's callers, and the server stores it when it resumes",
+                FINISH_WAIT,
+                key,
+            )
+            return
         except RedisError as exc:
             # The work is done and this process has its outcome; the others
             # take over when the lease, no longer renewed, expires.
