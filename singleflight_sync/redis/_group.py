@@ -475,7 +475,7 @@ class RedisGroup(Group[K, V]):
                 # only if we were subscribed before it.
                 subscribed = self._listener.subscribed
                 keys = [names.lock, names.fence, names.linger, names.result(awaited) if awaited else names.lock]
-                argv = [token, self._lease_ms, "1" if self._linger_ms else "0", awaited, FENCE_TTL_MS]
+                argv = [token, self._lease_ms, "1" if self._linger_ms else "0", awaited, FENCE_TTL_MS, names.result("")]
                 try:
                     reply = _bounded(
                         self._client, self._acquire, keys, argv, deadline=deadline, reply_wait=COMMAND_TIMEOUT

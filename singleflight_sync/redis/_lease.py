@@ -28,7 +28,7 @@ FENCE_TTL_MS = 30 * 24 * 3600 * 1000
 # KEYS: lock, fence, linger, the result of the awaited flight (the lock again
 # when there is none: every key of a script shares one hash tag).
 # ARGV: token, lease ms, '1' to read the linger key, the awaited fence ('' for
-# none), the fence counter's ttl ms.
+# none), the fence counter's ttl ms, the prefix of result keys (same hash tag).
 # {1, payload}: the awaited flight's outcome, or a lingering one.
 # {0, fence}: the lease is ours, for flight number ``fence``.
 # {2, pttl, "token:fence"}: another process runs flight ``fence``.
@@ -36,6 +36,14 @@ _ACQUIRE = """
 if ARGV[4] ~= '' then
   local r = redis.call('GET', KEYS[4])
   if r then return {1, r} end
+  -- The awaited flight ended without an outcome (its leader died): a later
+  -- flight of the key started after this caller began waiting, so its
+  -- outcome is as fresh as the awaited one would have been.
+  local f = tonumber(redis.call('GET', KEYS[2]) or '0')
+  if f > tonumber(ARGV[4]) then
+    r = redis.call('GET', ARGV[6] .. f)
+    if r then return {1, r} end
+  end
 end
 if ARGV[3] == '1' then
   local r = redis.call('GET', KEYS[3])
