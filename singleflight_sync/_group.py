@@ -835,12 +835,7 @@ class Group(Generic[K, V]):
                     _deliver(waiter, None, error)
 
     def _report(self, flight: _Flight, error: BaseException | None) -> None:
-        if error is None:
-            outcome = "ok"
-        elif isinstance(error, LeaderInterrupted):
-            outcome = "interrupted"
-        else:
-            outcome = "error"
+        outcome = _outcome_of(error)
         # started stays 0.0 when the function never ran (the executor refused it).
         duration = time.perf_counter() - flight.started if flight.started else 0.0
         record = FlightRecord(flight.key, duration, flight.followers, outcome, error)
@@ -1052,6 +1047,13 @@ class Group(Generic[K, V]):
                     # A parent thread may have held this handle's lock at fork time.
                     handle._condition = threading.Condition()
                     _deliver(handle, None, err)
+
+
+def _outcome_of(error: BaseException | None) -> str:
+    """A landed flight's outcome as FlightRecord and the OpenTelemetry spans name it."""
+    if error is None:
+        return "ok"
+    return "interrupted" if isinstance(error, LeaderInterrupted) else "error"
 
 
 def _hash_of(key: Any) -> int:

@@ -29,8 +29,8 @@ from opentelemetry import metrics, trace
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from ._errors import FlightTimeoutError, LeaderInterrupted
-from ._group import Group
+from ._errors import FlightTimeoutError
+from ._group import Group, _outcome_of
 from ._version import __version__
 
 if TYPE_CHECKING:
@@ -109,12 +109,7 @@ class _Instrumentation:
             return  # started before instrument() was called
         span, started = opened
         duration = time.perf_counter() - started
-        if error is None:
-            outcome = "ok"
-        elif isinstance(error, LeaderInterrupted):
-            outcome = "interrupted"
-        else:
-            outcome = "error"
+        outcome = _outcome_of(error)
         followers = flight.followers
         span.set_attribute("singleflight.followers", followers)
         span.set_attribute("singleflight.outcome", outcome)

@@ -137,23 +137,16 @@ def start_app_server(  # noqa: PLR0913  (all keyword-only; each is a knob the te
     """
     workdir.mkdir(parents=True, exist_ok=True)
     log_path = workdir / f"{kind}.log"
-    if kind == "gunicorn":
+    if kind in ("gunicorn", "gunicorn-gevent"):
+        # gthread: one worker with ``threads`` threads; gevent: one worker
+        # where every request is a greenlet and none waits for a thread.
+        workers = (
+            ["--worker-class", "gthread", "--workers", "1", "--threads", str(threads)]
+            if kind == "gunicorn"
+            else ["--worker-class", "gevent", "--workers", "1", "--worker-connections", "1000"]
+        )
         cmd = [
-            sys.executable, "-m", "gunicorn",
-            "--worker-class", "gthread", "--workers", "1", "--threads", str(threads),
-            "--bind", "127.0.0.1:0",
-            "--pid", str(workdir / "gunicorn.pid"),
-            "--error-logfile", str(log_path),
-            "--graceful-timeout", "5", "--timeout", "60",
-            "--chdir", str(EXAMPLE_DIR),
-            *_gunicorn_extra_flags(),
-            "price_service.wsgi:application",
-        ]  # fmt: skip
-    elif kind == "gunicorn-gevent":
-        # One gevent worker: every request is a greenlet, none waits for a thread.
-        cmd = [
-            sys.executable, "-m", "gunicorn",
-            "--worker-class", "gevent", "--workers", "1", "--worker-connections", "1000",
+            sys.executable, "-m", "gunicorn", *workers,
             "--bind", "127.0.0.1:0",
             "--pid", str(workdir / "gunicorn.pid"),
             "--error-logfile", str(log_path),
