@@ -370,7 +370,10 @@ class RedisGroup(Group[K, V]):
         self._listener.close()
         self._renewer.close()
         if self._owns_client:
+            # The client was built on a pool of its own, which Redis.close()
+            # leaves open: disconnect it too, so no socket outlives the group.
             self._client.close()
+            self._client.connection_pool.disconnect()
 
     def __enter__(self) -> Self:
         return self

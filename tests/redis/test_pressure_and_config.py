@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -67,6 +68,25 @@ def test_a_users_small_pool_is_pressure_not_an_outage(redis_url: str, ns: str) -
             assert (stats.fallbacks, stats.lost_leases) == (0, 0)
     finally:
         client.close()
+
+
+def _clients_seen_by(server: RedisServer) -> int:
+    admin = redis.Redis(port=server.port)
+    try:
+        return int(admin.info("clients")["connected_clients"]) - 1  # not this one
+    finally:
+        admin.close()
+
+
+def test_closing_a_url_group_closes_every_connection_it_opened(private_server: RedisServer, ns: str) -> None:
+    with RedisGroup(private_server.url, namespace=ns) as group:
+        assert _many_distinct_keys(group, 20) == list(range(20))
+        assert _clients_seen_by(private_server) > 1  # the listener and the pooled connections
+    # The server notices a closed socket at once; poll briefly for it to count.
+    give_up = time.monotonic() + 5.0
+    while _clients_seen_by(private_server) and time.monotonic() < give_up:
+        threading.Event().wait(0.01)
+    assert _clients_seen_by(private_server) == 0
 
 
 @pytest.fixture

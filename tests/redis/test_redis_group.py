@@ -631,15 +631,13 @@ while not shared._listener._subscribed.is_set():
     time.sleep(0.005)
 go.set(); t.join(); waiter.join()
 
-def numsub():
-    return dict(r.pubsub_numsub(f"{ns}:v1:done"))[f"{ns}:v1:done".encode()]
-
-before = numsub()
+waiting = f"{ns}:test:child-waiting"
 
 def lead():
-    # Run until the child's own listener has subscribed, then finish.
+    # Run until the child waits on this flight (it has read the lease with its
+    # own listener subscribed), then finish.
     deadline = time.monotonic() + 20
-    while numsub() <= before and time.monotonic() < deadline:
+    while not r.exists(waiting) and time.monotonic() < deadline:
         time.sleep(0.005)
     return "parent ran it"
 
@@ -650,6 +648,16 @@ while r.get(parent.redis_key("k", "lock")) is None:  # the parent holds the leas
     time.sleep(0.005)
 pid = os.fork()
 if pid == 0:
+    def report_waiting():
+        # A follower counts itself in _remote_waits once it has read the lease
+        # with its listener subscribed, just before it waits for the publish.
+        while True:
+            with shared._lock:
+                if shared._remote_waits:
+                    break
+            time.sleep(0.002)
+        r.set(waiting, 1, ex=60)
+    threading.Thread(target=report_waiting, daemon=True).start()
     started = time.monotonic()
     value = shared.do("k", lambda: "child ran it")  # waits on the parent's flight
     elapsed = time.monotonic() - started
