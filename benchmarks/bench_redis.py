@@ -1,16 +1,23 @@
 """RedisGroup against a local Group and against no coordination, across processes.
 
-    python benchmarks/bench_redis.py [--procs 4] [--threads 8] [--rounds 20] [--work-ms 20]
+    python benchmarks/bench_redis.py [--procs 8] [--threads 8] [--rounds 20] [--work-ms 20] [--speed-runs 5]
+
+First the speed section (benchmarks/_redis_speed.py): the Redis round-trip
+time, the uncontended call against a minimal design, and the cross-process
+wake-up, each the median of ``--speed-runs`` runs.
 
 N processes x M threads call a function that sleeps ``--work-ms`` (simulated
 I/O). Each round is released at once in every process (a Redis barrier, then
 a thread barrier) and uses fresh keys: "one key" gives every caller the same
 key; "many keys" gives each thread index its own key (the same in every
-process, so only processes share it). Reported: executions (total and per
+process, so only processes share it); "distinct" gives every thread of
+every process its own key, shared by nobody. Reported: executions (total and per
 round), Redis commands per call (INFO commandstats deltas: every command,
 including those run inside RedisGroup's Lua scripts, but not the barrier's
 nor connection handshakes), round trips per call (the commands a client
-sent itself) and p50/p99 latency per call.
+sent itself), p50/p99 latency per call, calls per second (wall time of the
+run), and the wake-up messages each process's listener received (fan-out:
+a process hears only of flights it waits on).
 
 Uses SINGLEFLIGHT_REDIS_URL, or starts a private redis-server on a free port.
 """
@@ -27,12 +34,19 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import _redis_speed
+else:
+    from . import _redis_speed
 
 # The benchmark's own barrier and bookkeeping, and per-connection handshakes.
 EXCLUDED = {"cmdstat_blpop", "cmdstat_rpush", "cmdstat_info", "cmdstat_del", "cmdstat_client", "cmdstat_hello"}
-# Commands a client sends itself (the rest run inside RedisGroup's Lua scripts).
-ROUND_TRIPS = {"cmdstat_evalsha", "cmdstat_eval", "cmdstat_script", "cmdstat_subscribe", "cmdstat_publish"}
+# Commands a client sends itself (the rest, PUBLISH included, run inside RedisGroup's Lua scripts).
+ROUND_TRIPS = {"cmdstat_evalsha", "cmdstat_eval", "cmdstat_script", "cmdstat_subscribe", "cmdstat_unsubscribe"}
 
 
 def worker(cfg: dict[str, Any]) -> None:
@@ -63,7 +77,12 @@ def worker(cfg: dict[str, Any]) -> None:
         gate = threading.Barrier(threads + 1)
 
         def call(index: int, rnd: int = rnd, gate: threading.Barrier = gate) -> None:
-            key = f"r{rnd}" if cfg["keys"] == "one" else f"r{rnd}:t{index}"
+            if cfg["keys"] == "one":
+                key = f"r{rnd}"
+            elif cfg["keys"] == "many":
+                key = f"r{rnd}:t{index}"
+            else:  # "distinct": no other process asks for it
+                key = f"r{rnd}:p{os.getpid()}:t{index}"
             gate.wait()
             t0 = time.perf_counter()
             value = fn(key) if group is None else group.do(key, fn, key)
@@ -80,10 +99,12 @@ def worker(cfg: dict[str, Any]) -> None:
         gate.wait()
         for t in pool:
             t.join()
+    received = 0
     if isinstance(group, RedisGroup):
+        received = group._listener.received  # the benchmark reads the fan-out
         group.close()
     r.close()
-    print(json.dumps({"executions": executions, "latencies": latencies}))
+    print(json.dumps({"executions": executions, "latencies": latencies, "received": received}))
 
 
 def commandstats(client: Any) -> tuple[int, int]:
@@ -106,6 +127,7 @@ def run(url: str, client: Any, mode: str, keys: str, args: argparse.Namespace) -
         "work_ms": args.work_ms,
     }
     before = commandstats(client)
+    started = time.perf_counter()
     procs = [
         subprocess.Popen([sys.executable, __file__, "--worker", json.dumps(cfg)], stdout=subprocess.PIPE)
         for _ in range(args.procs)
@@ -122,6 +144,7 @@ def run(url: str, client: Any, mode: str, keys: str, args: argparse.Namespace) -
             msg = f"worker failed with {p.returncode}"
             raise SystemExit(msg)
         outs.append(json.loads(out.decode().strip().splitlines()[-1]))
+    wall = time.perf_counter() - started
     after = commandstats(client)
     commands, trips = after[0] - before[0], after[1] - before[1]
     latencies = sorted(x for o in outs for x in o["latencies"])
@@ -137,6 +160,9 @@ def run(url: str, client: Any, mode: str, keys: str, args: argparse.Namespace) -
         "trips_per_call": trips / calls,
         "p50": statistics.median(latencies) * 1000,
         "p99": latencies[min(calls - 1, int(calls * 0.99))] * 1000,
+        "calls_per_s": calls / wall,
+        "received": max(o["received"] for o in outs),
+        "flights": executions,
     }
 
 
@@ -165,10 +191,11 @@ def main() -> None:
         worker(json.loads(sys.argv[2]))
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--procs", type=int, default=4)
+    parser.add_argument("--procs", type=int, default=8)
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--work-ms", type=float, default=20.0)
+    parser.add_argument("--speed-runs", type=int, default=5)
     args = parser.parse_args()
 
     import redis  # noqa: PLC0415 - the worker path must not need it before parsing
@@ -179,7 +206,9 @@ def main() -> None:
         url, server = start_server()
     client = redis.Redis.from_url(url, socket_timeout=120)
     try:
-        rows = [run(url, client, mode, keys, args) for keys in ("one", "many") for mode in ("none", "group", "redis")]
+        speed = _redis_speed.report(client, url, runs=args.speed_runs) if args.speed_runs else []
+        kinds = ("one", "many", "distinct")
+        rows = [run(url, client, mode, keys, args) for keys in kinds for mode in ("none", "group", "redis")]
     finally:
         client.close()
         if server is not None:
@@ -191,16 +220,20 @@ def main() -> None:
         f"Python {sys.version.split()[0]}{'' if gil else ' (free-threaded, GIL off)'}, redis-py {redis.__version__}; "
         f"{args.procs} processes x {args.threads} threads, {args.rounds} rounds, {args.work_ms:g} ms of work"
     )
-    header = f"{'keys':<5} {'coordination':<13} {'calls':>6} {'execs':>6} {'execs/round':>11} "
-    header += f"{'cmds/call':>9} {'round trips/call':>16} {'p50 ms':>7} {'p99 ms':>7}"
+    header = f"{'keys':<8} {'coordination':<13} {'calls':>6} {'execs':>6} {'execs/round':>11} "
+    header += f"{'cmds/call':>9} {'round trips/call':>16} {'p50 ms':>7} {'p99 ms':>7} {'calls/s':>8} "
+    header += f"{'wake-ups heard/process':>23}"
+    for line in speed:
+        print(line)
     print(header)
     print("-" * len(header))
     names = {"none": "none", "group": "Group (local)", "redis": "RedisGroup"}
     for row in rows:
         print(
-            f"{row['keys']:<5} {names[row['mode']]:<13} {row['calls']:>6} {row['executions']:>6} "
+            f"{row['keys']:<8} {names[row['mode']]:<13} {row['calls']:>6} {row['executions']:>6} "
             f"{row['per_round']:>11.1f} {row['cmds_per_call']:>9.3f} {row['trips_per_call']:>16.3f} "
-            f"{row['p50']:>7.1f} {row['p99']:>7.1f}"
+            f"{row['p50']:>7.1f} {row['p99']:>7.1f} {row['calls_per_s']:>8.0f} "
+            + (f"{row['received']:>10} of {row['flights']:<6}" if row["mode"] == "redis" else f"{'':>23}")
         )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import os
 import sys
 import threading
 from pathlib import Path
@@ -22,7 +23,9 @@ _HERE = str(Path(__file__).resolve().parent)
 if _HERE not in sys.path:
     sys.path.insert(0, _HERE)
 
-from singleflight_sync import Group  # noqa: E402 - after the sys.path set-up above
+from redis_servers import RedisServer, server_binary, unavailable  # noqa: E402 - after the sys.path set-up above
+
+from singleflight_sync import Group  # noqa: E402
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -60,3 +63,20 @@ def no_stranded_threads() -> Iterator[None]:
         t.join(5.0)
     stranded = [t.name for t in leftover if t.is_alive()]
     assert not stranded, f"threads still running after the test: {stranded}"
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    url = os.environ.get("SINGLEFLIGHT_REDIS_URL")
+    if url:
+        yield url
+        return
+    binary = server_binary()
+    if binary is None:
+        unavailable("no SINGLEFLIGHT_REDIS_URL and no redis-server binary to start one")
+    server = RedisServer(binary)  # type: ignore[arg-type]
+    server.start()
+    try:
+        yield server.url
+    finally:
+        server.stop()

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import socket
-import subprocess
 import threading
-import time
 import uuid
-from collections.abc import Iterator, MutableMapping
+from collections.abc import MutableMapping
 
 import pytest
 from helpers import Gate, followers_of, start, wait_until
@@ -44,53 +41,7 @@ def need_cachetools():
 # -- a private Redis server -----------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture(scope="session")
-def redis_url() -> Iterator[str]:
-    """SINGLEFLIGHT_REDIS_URL, else a redis-server of our own; skip without one, fail in CI."""
-    url = os.environ.get("SINGLEFLIGHT_REDIS_URL")
-    if url:
-        yield url
-        return
-    binary = os.environ.get("SINGLEFLIGHT_REDIS_SERVER") or shutil.which("redis-server")
-    if binary is None:
-        msg = "no Redis: set SINGLEFLIGHT_REDIS_URL or install redis-server"
-        if os.environ.get("CI"):
-            pytest.fail(msg)
-        pytest.skip(msg)
-    import redis  # noqa: PLC0415
-
-    port = _free_port()
-    proc = subprocess.Popen(
-        [binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        client = redis.Redis(host="127.0.0.1", port=port)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"redis-server on port {port} did not start (exit code {proc.poll()})")
-                time.sleep(0.02)
-        client.close()
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+# redis_url: the session's Redis server (tests/conftest.py).
 
 
 def disconnect(cache) -> None:

@@ -87,6 +87,7 @@ class AppServer:
     process: subprocess.Popen[bytes]
     log_path: Path
     port: int = 0
+    workers: int = 1
 
     @property
     def url(self) -> str:
@@ -127,26 +128,32 @@ def start_app_server(  # noqa: PLR0913  (all keyword-only; each is a knob the te
     exchange_url: str,
     db_path: Path,
     threads: int = 32,
+    workers: int = 1,
     env: dict[str, str] | None = None,
     ready_timeout: float = 30.0,
 ) -> AppServer:
-    """Start gunicorn (gthread, 1 worker) or waitress with ``threads`` threads and wait until it answers.
+    """Start gunicorn (gthread, ``workers`` processes) or waitress with ``threads`` threads each; wait until it answers.
+
+    ``workers`` above 1 needs gunicorn: waitress serves from one process.
 
     Logs (and gunicorn's pid file) go to ``workdir``. On any failure to come up,
     the process is stopped and RuntimeError carries its log.
     """
+    if workers != 1 and kind != "gunicorn":
+        msg = f"workers={workers!r} needs kind='gunicorn' (gthread); {kind} runs one process"
+        raise ValueError(msg)
     workdir.mkdir(parents=True, exist_ok=True)
     log_path = workdir / f"{kind}.log"
     if kind in ("gunicorn", "gunicorn-gevent"):
         # gthread: one worker with ``threads`` threads; gevent: one worker
         # where every request is a greenlet and none waits for a thread.
-        workers = (
-            ["--worker-class", "gthread", "--workers", "1", "--threads", str(threads)]
+        worker_args = (
+            ["--worker-class", "gthread", "--workers", str(workers), "--threads", str(threads)]
             if kind == "gunicorn"
             else ["--worker-class", "gevent", "--workers", "1", "--worker-connections", "1000"]
         )
         cmd = [
-            sys.executable, "-m", "gunicorn", *workers,
+            sys.executable, "-m", "gunicorn", *worker_args,
             "--bind", "127.0.0.1:0",
             "--pid", str(workdir / "gunicorn.pid"),
             "--error-logfile", str(log_path),
@@ -175,7 +182,7 @@ def start_app_server(  # noqa: PLR0913  (all keyword-only; each is a knob the te
             stdin=subprocess.DEVNULL,
             start_new_session=True,  # its own process group, so stop() can reach the workers
         )
-    server = AppServer(kind, process, log_path)
+    server = AppServer(kind, process, log_path, workers=workers)
     try:
         _wait_ready(server, ready_timeout)
     except BaseException:
@@ -195,6 +202,7 @@ def _gunicorn_extra_flags() -> list[str]:
 def _wait_ready(server: AppServer, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     pattern = _LISTENING[server.kind]
+    pids: set[int] = set()
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
             msg = f"{server.kind} exited with {server.process.returncode} before serving:\n{server.log()}"
@@ -203,11 +211,13 @@ def _wait_ready(server: AppServer, timeout: float) -> None:
             server.port = int(match.group(1))
         if server.port:
             try:
-                status, _ = http_json(f"{server.url}/healthz", timeout=2.0)
+                status, body = http_json(f"{server.url}/healthz", timeout=2.0)
             except OSError:
-                status = 0
+                status, body = 0, None
             if status == 200:
-                return
+                pids.add(body["pid"])
+                if len(pids) >= server.workers:  # every worker process answers, not just the first up
+                    return
         time.sleep(0.05)
     msg = f"{server.kind} not ready after {timeout} s:\n{server.log()}"
     raise RuntimeError(msg)

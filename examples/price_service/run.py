@@ -1,25 +1,41 @@
 """Play out the motivating case: 200 users open the trading screen at the same moment.
 
     python examples/price_service/run.py [--server gunicorn|waitress] [--requests 200] [--rate-limit 0]
+    python examples/price_service/run.py --workers 4 [--redis redis://127.0.0.1:6379/0]
 
 Starts the fake exchange (100 ms per request), migrates and seeds a SQLite
 database in a temporary directory, starts the Django price service under a
 real WSGI server (gunicorn gthread or waitress, 32 threads, 127.0.0.1), fires
 the same burst of simultaneous requests at the endpoints with and without
 ``@singleflight``, prints what happened, and stops everything.
+
+With ``--workers N`` (gunicorn, N processes) or ``--redis URL`` the burst
+also goes to ``/price-redis/``, whose flights every worker process shares
+through a ``RedisGroup``: without ``--redis`` a private redis-server is
+started on 127.0.0.1 (Debian's ``redis-server`` package) and stopped after.
+Each line reports the exchange calls, distinct answers (quotes) and latency.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import shutil
+import socket
+import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import exchange as exchange_mod
 import harness
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 
 def main() -> int:
@@ -30,8 +46,52 @@ def main() -> int:
     parser.add_argument("--latency", type=float, default=0.1, help="exchange latency in seconds (default 0.1)")
     parser.add_argument("--rate-limit", type=int, default=0, help="exchange requests/s before 429 (default: none)")
     parser.add_argument("--symbol", default="BTCUSDT")
+    parser.add_argument("--workers", type=int, default=1, help="gunicorn worker processes (default 1)")
+    parser.add_argument("--redis", default="", help="Redis URL for /price-redis/ (default: start a private one)")
     args = parser.parse_args()
+    if args.workers < 1:
+        parser.error(f"--workers must be at least 1, got {args.workers}")
+    if args.workers > 1 and args.server != "gunicorn":
+        parser.error("--workers needs --server gunicorn: waitress serves from one process")
+    with _redis_for(args) as redis_url:
+        return _play(args, redis_url)
 
+
+@contextlib.contextmanager
+def _redis_for(args: argparse.Namespace) -> Iterator[str]:
+    """The Redis URL for /price-redis/: --redis, a private redis-server with --workers above 1, or none."""
+    if args.redis or args.workers == 1:
+        yield args.redis
+        return
+    binary = shutil.which("redis-server")
+    if binary is None:
+        print("no redis-server on PATH (apt install redis-server) and no --redis URL: skipping /price-redis/")
+        yield ""
+        return
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while True:  # until it answers PING
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1) as c:
+                c.sendall(b"PING\r\n")
+                if c.recv(16).startswith(b"+PONG"):
+                    break
+            if time.monotonic() > deadline or server.poll() is not None:
+                msg = f"redis-server did not start on port {port}"
+                raise RuntimeError(msg)
+            time.sleep(0.05)
+        print(f"redis      redis://127.0.0.1:{port}/0  private redis-server, pid {server.pid}")
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+def _play(args: argparse.Namespace, redis_url: str) -> int:
     exchange = exchange_mod.start_exchange(latency=args.latency, rate_limit=args.rate_limit)
     with tempfile.TemporaryDirectory(prefix="price-service-") as tmp:
         workdir = Path(tmp)
@@ -48,16 +108,22 @@ def main() -> int:
                 exchange_url=exchange.url,
                 db_path=db_path,
                 threads=args.threads,
+                workers=args.workers,
+                env={"PRICE_SERVICE_REDIS_URL": redis_url},
             ) as app:
-                print(f"{args.server:<10} {app.url}  pid {app.pid}, {args.threads} threads")
+                processes = f"{args.workers} worker processes x " if args.workers > 1 else ""
+                print(f"{args.server:<10} {app.url}  pid {app.pid}, {processes}{args.threads} threads")
                 print()
                 print(f"{args.requests} simultaneous GETs per line:")
-                for path, what in [
-                    (f"/price/{args.symbol}", "exchange calls"),
-                    (f"/price-raw/{args.symbol}", "exchange calls"),
-                    (f"/volume/{args.symbol}", "SQL queries"),
-                    (f"/volume-raw/{args.symbol}", "SQL queries"),
-                ]:
+                lines = [
+                    (f"/price-raw/{args.symbol}", "exchange calls"),  # no dedupe
+                    (f"/price/{args.symbol}", "exchange calls"),  # @singleflight, per process
+                ]
+                if redis_url:
+                    lines.append((f"/price-redis/{args.symbol}", "exchange calls"))  # RedisGroup, across processes
+                if args.workers == 1:  # the SQL counter is per process
+                    lines += [(f"/volume/{args.symbol}", "SQL queries"), (f"/volume-raw/{args.symbol}", "SQL queries")]
+                for path, what in lines:
                     _burst(app, exchange, path, what, args.requests)
         finally:
             exchange_mod.stop_exchange(exchange)
@@ -73,9 +139,10 @@ def _burst(app: harness.AppServer, exchange: exchange_mod.Exchange, path: str, w
     seen = exchange.snapshot()
     _, stats = harness.http_json(f"{app.url}/stats")
     calls = seen["hits"] if what == "exchange calls" else stats["db_queries"]
-    answers = {str(body.get("price", body.get("vwap"))) for status, body, _ in result.responses if status == 200}
+    # A price answer is one quote (the exchange numbers every call it answers).
+    answers = {str(body.get("quote_id", body.get("vwap"))) for status, body, _ in result.responses if status == 200}
     print(
-        f"  GET {path:<20} {result.ok:>4} ok {result.errors:>4} errors  {calls:>4} {what:<15}"
+        f"  GET {path:<22} {result.ok:>4} ok {result.errors:>4} errors  {calls:>4} {what:<15}"
         f"{len(answers)} distinct answer(s)  p50 {result.latency_ms(50):4.0f} ms  p99 {result.latency_ms(99):4.0f} ms"
         f"  wall {result.elapsed * 1000:4.0f} ms",
     )

@@ -32,7 +32,13 @@ class Serializer(Protocol):
 
 
 _TAG = "$sf"  # the key of a tagged value; a dict that has it is itself sent tagged
-_SCALARS = (str, int, float, bool, type(None))
+_SCALARS = frozenset((str, int, float, bool, type(None)))
+_STR = frozenset((str,))
+_TAG_TEXT = f'"{_TAG}"'  # in JSON text only where a tagged value is (a str holding it is escaped)
+
+
+class _Unsendable(Exception):
+    """Raised by the fast walk for an item it cannot send; the slow walk then names where it is."""
 
 
 class CodecError(TypeError):
@@ -99,7 +105,13 @@ class JsonSerializer:
         self._object_hook = object_hook
 
     def dumps(self, value: Any, /) -> bytes:
-        data = json.dumps(self._encode(value, "result"), separators=(",", ":"), ensure_ascii=False, allow_nan=True)
+        try:
+            plain = self._encode_fast(value)
+        except _Unsendable:
+            # Walk again, tracking where each item is, only to name the place.
+            self._encode(value, "result")
+            raise  # pragma: no cover - the walk above raises CodecError for the same item
+        data = json.dumps(plain, separators=(",", ":"), ensure_ascii=False, allow_nan=True)
         raw = data.encode("utf-8", "surrogatepass")  # a lone surrogate in a str comes back as it was
         if self._default is not None or self._object_hook is not None:
             where = _difference(value, self.loads(raw), "result")
@@ -109,10 +121,43 @@ class JsonSerializer:
         return raw
 
     def loads(self, data: bytes, /) -> Any:
-        return json.loads(data.decode("utf-8", "surrogatepass"), object_hook=self._decode)
+        text = data.decode("utf-8", "surrogatepass")
+        if self._object_hook is None and _TAG_TEXT not in text:
+            return json.loads(text)  # plain JSON: no tagged object to rebuild, so no Python call per dict
+        return json.loads(text, object_hook=self._decode)
 
     def __repr__(self) -> str:
         return "JsonSerializer()" if self._default is None and self._object_hook is None else "JsonSerializer(...)"
+
+    def _encode_fast(self, value: Any) -> Any:  # noqa: PLR0911 - one branch per exact type
+        """:meth:`_encode` without the path of each item (the common case: the value can be sent).
+
+        A list or ``str``-keyed dict of plain scalars is sent as it is: the
+        type checks run in C (``issuperset`` over ``map(type, ...)``), and
+        ``json.dumps`` writes it exactly.
+        """
+        cls: type[Any] = value.__class__
+        if cls in _SCALARS:
+            return value
+        encode = self._encode_fast
+        if cls is list:
+            if _SCALARS.issuperset(map(type, value)):
+                return value
+            return [item if item.__class__ in _SCALARS else encode(item) for item in value]
+        if cls is dict:
+            if _TAG not in value and _STR.issuperset(map(type, value)):
+                if _SCALARS.issuperset(map(type, value.values())):
+                    return value
+                return {k: v if v.__class__ in _SCALARS else encode(v) for k, v in value.items()}
+            return {_TAG: "dict", "v": [[encode(k), encode(v)] for k, v in value.items()]}
+        if cls is tuple:
+            return {_TAG: "tuple", "v": [item if item.__class__ in _SCALARS else encode(item) for item in value]}
+        if cls is set or cls is frozenset:
+            return {_TAG: cls.__name__, "v": [encode(item) for item in value]}
+        try:
+            return self._encode(value, "")
+        except CodecError:
+            raise _Unsendable from None
 
     def _encode(self, value: Any, path: str) -> Any:  # noqa: PLR0911 - one branch per exact type
         cls: type[Any] = value.__class__

@@ -8,7 +8,8 @@ Redis, where it either
 * takes the lease ``<ns>:v1:{<tag>}:lock`` for a new flight, numbered by the
   key's fencing counter, runs the function, and (only while the lease is
   still its own) stores the outcome under that flight's number and publishes
-  a wake-up on ``<ns>:v1:done``; or
+  a wake-up on the key's channel ``<ns>:v1:{<tag>}:done``, carrying the
+  outcome when it is small; or
 * finds the lease held by another process and waits for *that* flight's
   outcome: woken by the publish, or after a bounded re-check, because
   pub/sub is fire-and-forget. An outcome of any other flight is never read.
@@ -47,9 +48,9 @@ from ._errors import (
     _error_record,
     _RemoteTraceback,
 )
-from ._keys import WIRE_VERSION, _Names, key_name
-from ._lease import _ACQUIRE, _EXTEND, _FENCE, _FINISH, FENCE_TTL_MS, _Renewer
-from ._wakeups import _Listener
+from ._keys import _Names, key_name
+from ._lease import _FENCE, FENCE_TTL_MS, _Renewer, scripts
+from ._wakeups import INLINE_MAX, _Listener, _Waiter
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Hashable
@@ -264,7 +265,6 @@ class RedisGroup(Group[K, V]):
         self._client = client
         self._owns_client = owns
         self._ns = namespace
-        self._channel = f"{namespace}:{WIRE_VERSION}:done"
         self._lease_ms = round(lease * 1000)
         self._result_ms = round(result_ttl * 1000)
         self._linger_ms = round(linger * 1000)
@@ -274,10 +274,20 @@ class RedisGroup(Group[K, V]):
         self._rerun = on_error == "rerun"
         self._raise_unavailable = on_unavailable == "raise"
         self._drop_publishes = os.environ.get(DROP_PUBLISH_ENV, "") not in ("", "0")
-        self._acquire = client.register_script(_ACQUIRE)
-        self._finish = client.register_script(_FINISH)
-        self._renewer = _Renewer(client.register_script(_EXTEND), self._lease_ms)
-        self._listener = _Listener(client, self._channel)
+        acquire, extend, finish = scripts(
+            lease_ms=self._lease_ms,
+            linger=1 if self._linger_ms else 0,
+            fence_ttl_ms=FENCE_TTL_MS,
+            result_ms=self._result_ms,
+            linger_ms=self._linger_ms,
+            linger_errors=1 if linger_errors else 0,
+            publish=0 if self._drop_publishes else 1,
+            inline_max=INLINE_MAX,
+        )
+        self._acquire = client.register_script(acquire)
+        self._finish = client.register_script(finish)
+        self._renewer = _Renewer(client.register_script(extend), self._lease_ms)
+        self._listener = _Listener(client)
         # These counters are guarded by the inherited ``_lock``.
         self._runs = 0
         self._remote_shares = 0
@@ -304,6 +314,8 @@ class RedisGroup(Group[K, V]):
     def redis_key(self, key: Any, kind: str = "lock", *, fence: int | None = None) -> str:
         """The Redis key of ``key``'s ``"lock"``, ``"fence"``, ``"linger"`` or ``"result"`` (of flight ``fence``).
 
+        ``"done"`` names the key's wake-up channel (for ``PUBSUB NUMSUB``).
+
         Raises:
             UnstableKeyError: ``key`` has no name that is the same in every process.
             ValueError: an unknown ``kind``, or ``"result"`` without ``fence``.
@@ -314,8 +326,8 @@ class RedisGroup(Group[K, V]):
                 msg = "kind='result' needs fence=, the number of the flight whose outcome it is"
                 raise ValueError(msg)
             return names.result(fence)
-        if kind not in ("lock", "fence", "linger"):
-            msg = f"kind must be 'lock', 'fence', 'linger' or 'result', got {kind!r}"
+        if kind not in ("lock", "fence", "linger", "done"):
+            msg = f"kind must be 'lock', 'fence', 'linger', 'result' or 'done', got {kind!r}"
             raise ValueError(msg)
         return str(getattr(names, kind))
 
@@ -445,7 +457,8 @@ class RedisGroup(Group[K, V]):
         # with the parent, so it is dropped, never closed, and a new listener
         # subscribes on the child's own connection (redis-py's pool resets
         # itself after fork).
-        self._listener = _Listener(self._client, self._channel)
+        self._listener.abandon()
+        self._listener = _Listener(self._client)
         self._renewer = _Renewer(self._renewer._extend, self._lease_ms)
 
     # -- coordination -------------------------------------------------------------------
@@ -465,20 +478,26 @@ class RedisGroup(Group[K, V]):
             timeout = self._timeout
         deadline = None if timeout is None else time.monotonic() + timeout
         token = secrets.token_hex(16)
-        wake = names.wake.encode()
-        # Register before the first read: a publish between the read and the
-        # wait then sets the event instead of being missed.
-        event = self._listener.register(wake)
+        channel = names.done.encode()
+        listener = self._listener
+        waiter: _Waiter | None = None  # collects the key's wake-ups once this caller may wait
         awaited = ""  # the fencing number of the remote flight this caller waits on
         saw_held = False
         try:
             while True:
-                event.clear()
                 # Sampled before the read: a publish after the read reaches us
-                # only if we were subscribed before it.
-                subscribed = self._listener.subscribed
+                # only if we were subscribed before it. While subscribed, the
+                # waiter is registered before the read, so that a publish
+                # between the read and the wait is kept, not missed. (An
+                # uncontended leader, on a key nobody here waits on, needs
+                # neither.)
+                live = listener.live(channel)
+                if live and waiter is None:
+                    waiter = listener.register(channel)
+                if waiter is not None:
+                    listener.clear(waiter)
                 keys = [names.lock, names.fence, names.linger, names.result(awaited) if awaited else names.lock]
-                argv = [token, self._lease_ms, "1" if self._linger_ms else "0", awaited, FENCE_TTL_MS, names.result("")]
+                argv = [token, awaited]
                 try:
                     reply = _bounded(
                         self._client, self._acquire, keys, argv, deadline=deadline, reply_wait=COMMAND_TIMEOUT
@@ -507,12 +526,15 @@ class RedisGroup(Group[K, V]):
                 saw_held = True
                 holder = reply[2].decode() if isinstance(reply[2], bytes) else str(reply[2])
                 awaited = holder.rpartition(":")[2]
-                if not subscribed:
-                    # The listener is (re)connecting: wait for it briefly, then
-                    # read again (a missed publish costs at most a recheck).
-                    self._listener.wait_subscribed(min(self._recheck, 0.5))
-                    if self._listener.subscribed:
-                        continue
+                left = math.inf if deadline is None else deadline - time.monotonic()
+                # Not yet subscribed to the key's channel: subscribe (one round
+                # trip on the listener's connection), then read again, since
+                # from then on the flight's publish reaches us. If the
+                # listener cannot subscribe now, the bounded re-check holds.
+                if waiter is None:
+                    waiter = listener.register(channel)
+                if not live and listener.subscribe(channel, min(left, self._recheck, 0.5)):
+                    continue
                 pttl = int(reply[1])
                 pause = self._recheck if pttl < 0 else min(self._recheck, pttl / 1000 + 0.02)
                 if deadline is not None:
@@ -525,12 +547,17 @@ class RedisGroup(Group[K, V]):
                 with self._lock:
                     self._remote_waits += 1
                 try:
-                    event.wait(pause)
+                    waiter.event.wait(pause)
                 finally:
                     with self._lock:
                         self._remote_waits -= 1
+                payload = listener.outcome_for(waiter, awaited)
+                if payload is not None:
+                    # The awaited flight's outcome came with its wake-up.
+                    return self._shared_outcome(key, payload, fn, args, kwargs)
         finally:
-            self._listener.unregister(wake, event)
+            if waiter is not None:
+                listener.unregister(channel, waiter)
         return self._run_leased(key, names, f"{token}:{fence}", fence, (fn, args, kwargs))
 
     def _run_leased(
@@ -584,14 +611,12 @@ class RedisGroup(Group[K, V]):
     def _finish_flight(  # noqa: PLR0913 - the flight's identity and its outcome
         self, key: Any, names: _Names, lease_id: str, fence: int, payload: bytes, *, lost: bool
     ) -> None:
-        publish = "0" if self._drop_publishes else "1"
-        is_error = "1" if payload[:1] == b"e" else "0"
+        # The outcome's kind follows the traceparent header, when there is one.
+        kind = payload.partition(b"\n")[2][:1] if payload[:1] == b"t" else payload[:1]
+        is_error = "1" if kind == b"e" else "0"
         try:
             keys = [names.lock, names.result(fence), names.linger]
-            argv: list[str | int | bytes] = [
-                lease_id, payload, self._result_ms, self._channel, names.wake, publish,
-                self._linger_ms, is_error, "1" if self._linger_errors else "0",
-            ]  # fmt: skip
+            argv: list[str | int | bytes] = [lease_id, payload, fence, is_error]
             held = _bounded(self._client, self._finish, keys, argv, deadline=None, reply_wait=FINISH_WAIT)
         except RedisTimeoutError:
             # A stalled server: this leader's callers get their outcome now.

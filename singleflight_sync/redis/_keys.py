@@ -86,10 +86,11 @@ class _Names:
     of flight number ``<fence>`` (for that flight's waiters only) and
     ``...:linger`` the outcome shared with later callers when ``linger=`` is on.
     The tag is a digest of the key's name, so distinct keys spread over the
-    slots; ``wake`` is the payload of the key's wake-up.
+    slots. ``...:done`` is the key's wake-up channel: a finished flight
+    publishes ``<fence>:<outcome>`` on it (the outcome only when it is small).
     """
 
-    __slots__ = ("base", "fence", "linger", "lock", "name", "wake")
+    __slots__ = ("base", "done", "fence", "linger", "lock", "name")
 
     def __init__(self, ns: str, name: str) -> None:
         self.name = name
@@ -98,7 +99,7 @@ class _Names:
         self.lock = self.base + ":lock"
         self.fence = self.base + ":fence"
         self.linger = self.base + ":linger"
-        self.wake = tag
+        self.done = self.base + ":done"
 
     def result(self, fence: int | str) -> str:
         return f"{self.base}:result:{fence}"

@@ -25,43 +25,48 @@ _log = logging.getLogger("singleflight_sync")
 # only has to increase across flights that overlap or follow closely.
 FENCE_TTL_MS = 30 * 24 * 3600 * 1000
 
+# The scripts take a group's constant options as literals in their text
+# (@NAME@ below, filled in by ``scripts()``), so that each call sends only
+# what changes: a command's arguments cost more to send than the script's
+# cached text. Every key a script touches shares one hash tag; the names it
+# derives (the result of a later flight, the key's channel) are built from
+# KEYS[1], ``<base>:lock``, by replacing its last word.
+
 # KEYS: lock, fence, linger, the result of the awaited flight (the lock again
-# when there is none: every key of a script shares one hash tag).
-# ARGV: token, lease ms, '1' to read the linger key, the awaited fence ('' for
-# none), the fence counter's ttl ms, the prefix of result keys (same hash tag).
+# when there is none). ARGV: token, the awaited fence ('' for none).
 # {1, payload}: the awaited flight's outcome, or a lingering one.
 # {0, fence}: the lease is ours, for flight number ``fence``.
 # {2, pttl, "token:fence"}: another process runs flight ``fence``.
 _ACQUIRE = """
-if ARGV[4] ~= '' then
+if ARGV[2] ~= '' then
   local r = redis.call('GET', KEYS[4])
   if r then return {1, r} end
   -- The awaited flight ended without an outcome (its leader died): a later
   -- flight of the key started after this caller began waiting, so its
   -- outcome is as fresh as the awaited one would have been.
   local f = tonumber(redis.call('GET', KEYS[2]) or '0')
-  if f > tonumber(ARGV[4]) then
-    r = redis.call('GET', ARGV[6] .. f)
+  if f > tonumber(ARGV[2]) then
+    r = redis.call('GET', string.sub(KEYS[1], 1, -5) .. 'result:' .. f)
     if r then return {1, r} end
   end
 end
-if ARGV[3] == '1' then
+if @LINGER@ == 1 then
   local r = redis.call('GET', KEYS[3])
   if r then return {1, r} end
 end
 local cur = redis.call('GET', KEYS[1])
 if not cur then
   local f = redis.call('INCR', KEYS[2])
-  redis.call('PEXPIRE', KEYS[2], ARGV[5])
-  redis.call('SET', KEYS[1], ARGV[1] .. ':' .. f, 'PX', ARGV[2])
+  redis.call('PEXPIRE', KEYS[2], @FENCE_TTL_MS@)
+  redis.call('SET', KEYS[1], ARGV[1] .. ':' .. f, 'PX', @LEASE_MS@)
   return {0, f}
 end
 return {2, redis.call('PTTL', KEYS[1]), cur}
 """
 
-# KEYS: lock. ARGV: lease id ("token:fence"), lease ms. 1 if it was still ours and is extended.
+# KEYS: lock. ARGV: lease id ("token:fence"). 1 if it was still ours and is extended.
 _EXTEND = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], @LEASE_MS@) end
 return 0
 """
 
@@ -69,22 +74,42 @@ return 0
 # (JSON), optionally preceded by b"t" + a W3C traceparent + b"\n" when the
 # leader was traced (singleflight_sync.otel).
 # KEYS: lock, this flight's result, linger. ARGV: lease id, payload ('' stores
-# nothing), result ttl ms, channel, wake-up message, publish ('1'/'0'), linger
-# ms ('0': off), '1' if the payload is an error, '1' to linger errors too.
+# nothing), the fence, '1' if the payload is an error.
 # Only the current lease holder stores and publishes: a leader whose lease
 # was lost (paused past it, a takeover) changes nothing and gets 0.
+# The wake-up, on the key's channel ``<base>:done``, is "<fence>:" followed
+# by the payload when it is small, so that a woken follower needs no read.
 _FINISH = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 if ARGV[2] ~= '' then
-  redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
-  if tonumber(ARGV[7]) > 0 and (ARGV[8] == '0' or ARGV[9] == '1') then
-    redis.call('SET', KEYS[3], ARGV[2], 'PX', ARGV[7])
+  redis.call('SET', KEYS[2], ARGV[2], 'PX', @RESULT_MS@)
+  if @LINGER_MS@ > 0 and (ARGV[4] == '0' or @LINGER_ERRORS@ == 1) then
+    redis.call('SET', KEYS[3], ARGV[2], 'PX', @LINGER_MS@)
   end
 end
 redis.call('DEL', KEYS[1])
-if ARGV[6] == '1' then redis.call('PUBLISH', ARGV[4], ARGV[5]) end
+if @PUBLISH@ == 1 then
+  local message = ARGV[3] .. ':'
+  if #ARGV[2] <= @INLINE_MAX@ then message = message .. ARGV[2] end
+  redis.call('PUBLISH', string.sub(KEYS[1], 1, -5) .. 'done', message)
+end
 return 1
 """
+
+
+def scripts(**constants: int) -> tuple[str, str, str]:
+    """The acquire, extend and finish scripts with a group's constants filled in."""
+    texts: list[str] = []
+    for template in (_ACQUIRE, _EXTEND, _FINISH):
+        text = template
+        for name, value in constants.items():
+            text = text.replace(f"@{name.upper()}@", str(int(value)))
+        if "@" in text:
+            msg = f"a script constant is missing: {text[text.index('@') :][:40]!r}"
+            raise ValueError(msg)
+        texts.append(text)
+    return texts[0], texts[1], texts[2]
+
 
 # The fencing number of the flight this thread leads, for current_fence().
 _FENCE: ContextVar[int | None] = ContextVar("singleflight_fence", default=None)
@@ -149,7 +174,10 @@ class _Renewer:
             if self._thread is None and not self._stopping:
                 self._thread = threading.Thread(target=self._run, name="singleflight-redis-renewer", daemon=True)
                 self._thread.start()
-            self._cond.notify()
+            # No notify: every lease is due one interval after it was added,
+            # never before a lease already held, and an idle renewer looks
+            # again every interval; so it wakes in time without a context
+            # switch per flight.
         return lease
 
     def remove(self, lease: _Lease) -> bool:
@@ -168,13 +196,13 @@ class _Renewer:
                     due = [lease for lease in self._leases.values() if lease.due <= now]
                     if due:
                         break
-                    nxt = min((lease.due for lease in self._leases.values()), default=None)
-                    self._cond.wait(None if nxt is None else nxt - now)
+                    nxt = min((lease.due for lease in self._leases.values()), default=now + self._interval)
+                    self._cond.wait(nxt - now)
                 for lease in due:
                     lease.due = now + self._interval
             for lease in due:
                 try:
-                    ok = self._extend(keys=[lease.lock_key], args=[lease.token, self._lease_ms])
+                    ok = self._extend(keys=[lease.lock_key], args=[lease.token])
                 except RedisError as exc:
                     # Two more tries before the lease can expire.
                     _log.warning("could not extend the lease %s: %r", lease.lock_key, exc)

@@ -1,16 +1,23 @@
 """Wake-ups: the pub/sub listener that wakes a key's waiters when its leader finishes.
 
-One connection and one thread per group. Pub/sub is fire-and-forget, so
-waiters never rely on it alone: they re-check on a bounded schedule, and
-every (re)subscription wakes them all to re-check at once.
+Each key has its own channel (under the key's hash tag), and a process
+subscribes only to the channels of keys that some caller in it waits on, so
+a flight wakes only the processes that wait for it. A finished flight's
+message carries its fencing number and, when small, its outcome, so a woken
+follower needs no further read. One connection and one thread per group.
+Pub/sub is fire-and-forget, so waiters never rely on it alone: they re-check
+on a bounded schedule, and every (re)subscription of a channel wakes its
+waiters to re-check at once.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import secrets
+import select
+import socket
 import threading
+import time
 from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import RedisError
@@ -20,94 +27,239 @@ if TYPE_CHECKING:
 
 _log = logging.getLogger("singleflight_sync")
 
-_STOP_PREFIX = "\x00stop "
+# Outcomes up to this size travel in the wake-up message itself; larger ones
+# are read by the woken follower (one more round trip).
+INLINE_MAX = 16 * 1024
+# A channel stays subscribed this long after its last waiter left, so that a
+# hot key's followers do not subscribe and unsubscribe for every flight.
+IDLE_GRACE = 1.0
+
+
+class _Waiter:
+    """One follower's wake-up: an event and the messages that came for its key."""
+
+    __slots__ = ("event", "messages")
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        # Written by the listener thread under the listener's lock, read by the follower under it too.
+        self.messages: list[bytes] = []
 
 
 class _Listener:
     """Wakes the waiters of a key when its leader publishes, in any process.
 
-    One connection subscribed to one channel; the key name is the payload.
-    Started by the first wait; a forked child starts its own. After every
-    (re)subscription all waiters are woken to re-check, because messages
-    sent while the connection was down are lost.
+    Only the listener thread touches its pub/sub connection: a follower that
+    needs a channel asks for it and wakes the thread through a local socket
+    pair, then waits (bounded) until the server has confirmed the
+    subscription. Started by the first follower; a forked child starts its own.
     """
 
-    def __init__(self, client: redis.Redis, channel: str) -> None:
+    def __init__(self, client: redis.Redis) -> None:
         self._client = client
-        self._channel = channel
-        self._ident = secrets.token_hex(8)
-        # _lock protects _waiters and _thread.
+        # _lock protects every field below and the waiters' message lists; the
+        # condition is notified when a subscription is confirmed. It is never
+        # held while calling out (Redis, a socket, an event of a caller).
         self._lock = threading.Lock()
-        self._waiters: dict[bytes, set[threading.Event]] = {}
+        self._confirmed = threading.Condition(self._lock)
+        self._waiters: dict[bytes, set[_Waiter]] = {}
+        self._wanted: set[bytes] = set()  # channels to be subscribed to
+        self._sent: dict[bytes, int] = {}  # channel -> SUBSCRIBEs not yet confirmed
+        self._live: set[bytes] = set()  # confirmed on the current connection, none outstanding
+        self._idle_since: dict[bytes, float] = {}  # wanted channels without waiters
+        self._received = 0  # wake-up messages this listener got (for the benchmarks)
         self._thread: threading.Thread | None = None
-        self._stop = threading.Event()
-        self._subscribed = threading.Event()
+        self._stopped = False
+        self._stop = threading.Event()  # set with _stopped: ends the thread's reconnect pauses
+        self._poke_r, self._poke_w = socket.socketpair()
+        self._poke_r.setblocking(False)
+        self._poke_w.setblocking(False)
 
-    def register(self, name: bytes) -> threading.Event:
-        event = threading.Event()
+    # -- called by followers ----------------------------------------------------
+
+    def register(self, channel: bytes) -> _Waiter:
+        """Collect ``channel``'s messages for a new waiter (no command is sent)."""
+        waiter = _Waiter()
         with self._lock:
-            self._waiters.setdefault(name, set()).add(event)
-            if self._thread is None and not self._stop.is_set():
+            self._waiters.setdefault(channel, set()).add(waiter)
+            self._idle_since.pop(channel, None)
+        return waiter
+
+    def unregister(self, channel: bytes, waiter: _Waiter) -> None:
+        with self._lock:
+            waiters = self._waiters.get(channel)
+            if waiters is not None:
+                waiters.discard(waiter)
+                if not waiters:
+                    del self._waiters[channel]
+                    if channel in self._wanted:
+                        self._idle_since[channel] = time.monotonic()
+
+    def live(self, channel: bytes) -> bool:
+        """Whether a publish on ``channel`` reaches this process now."""
+        with self._lock:
+            return channel in self._live
+
+    def subscribe(self, channel: bytes, timeout: float) -> bool:
+        """Subscribe to ``channel``, waiting at most ``timeout`` seconds for the server to confirm."""
+        with self._lock:
+            if channel in self._live:
+                return True
+            if self._stopped:
+                return False
+            self._wanted.add(channel)
+            start = self._thread is None
+            if start:
                 self._thread = threading.Thread(target=self._run, name="singleflight-redis-listener", daemon=True)
-                self._thread.start()
-        return event
+        if start:
+            assert self._thread is not None  # noqa: S101 - set just above, under the lock
+            self._thread.start()
+        self._poke()
+        with self._confirmed:
+            return self._confirmed.wait_for(lambda: channel in self._live, timeout)
 
-    def unregister(self, name: bytes, event: threading.Event) -> None:
+    @staticmethod
+    def take(waiter: _Waiter, fence: str) -> bytes | None:
+        """The outcome that flight ``fence``'s message carried to ``waiter``, if it came inline."""
+        prefix = fence.encode() + b":"
+        for message in waiter.messages:
+            if message.startswith(prefix) and len(message) > len(prefix):
+                return message[len(prefix) :]
+        return None
+
+    def clear(self, waiter: _Waiter) -> None:
         with self._lock:
-            events = self._waiters.get(name)
-            if events is not None:
-                events.discard(event)
-                if not events:
-                    del self._waiters[name]
+            waiter.messages.clear()
+        waiter.event.clear()
 
-    def wait_subscribed(self, timeout: float) -> bool:
-        return self._subscribed.wait(timeout)
+    def outcome_for(self, waiter: _Waiter, fence: str) -> bytes | None:
+        with self._lock:
+            return self.take(waiter, fence)
 
     @property
-    def subscribed(self) -> bool:
-        return self._subscribed.is_set()
-
-    def _wake(self, name: bytes | None) -> None:
+    def received(self) -> int:
         with self._lock:
-            if name is None:
-                events = [e for group in self._waiters.values() for e in group]
+            return self._received
+
+    def _poke(self) -> None:
+        with contextlib.suppress(OSError):  # full (a poke is pending anyway) or closed
+            self._poke_w.send(b"\0")
+
+    # -- the listener thread ----------------------------------------------------
+
+    def _wake(self, channel: bytes | None, message: bytes | None = None) -> None:
+        with self._lock:
+            if channel is None:
+                waiters = [w for group in self._waiters.values() for w in group]
             else:
-                events = list(self._waiters.get(name, ()))
-        for event in events:
-            event.set()
+                waiters = list(self._waiters.get(channel, ()))
+            if message is not None:
+                self._received += 1
+                for waiter in waiters:
+                    if len(waiter.messages) < 8:  # a waiter needs only its own flight's
+                        waiter.messages.append(message)
+        for waiter in waiters:
+            waiter.event.set()
+
+    def _changes(self) -> tuple[list[bytes], list[bytes]]:
+        """Channels to subscribe to now, and idle ones to leave (both under the lock)."""
+        now = time.monotonic()
+        with self._lock:
+            new = [c for c in self._wanted if c not in self._sent and c not in self._live]
+            for channel in new:
+                self._sent[channel] = self._sent.get(channel, 0) + 1
+            # Leave only confirmed channels: an UNSUBSCRIBE between a SUBSCRIBE
+            # and its confirmation could make a late confirmation look current.
+            old = [c for c, since in self._idle_since.items() if now - since >= IDLE_GRACE and c in self._live]
+            for channel in old:
+                self._wanted.discard(channel)
+                self._live.discard(channel)
+                del self._idle_since[channel]
+        return new, old
+
+    def _confirm(self, channel: bytes) -> None:
+        with self._confirmed:
+            left = self._sent.get(channel, 0) - 1
+            if left > 0:
+                self._sent[channel] = left
+            else:
+                self._sent.pop(channel, None)
+                if channel in self._wanted:
+                    self._live.add(channel)
+            self._confirmed.notify_all()
+        # Publishes may have been missed before this (re)subscription.
+        self._wake(channel)
+
+    def _next_timeout(self) -> float:
+        with self._lock:
+            if not self._idle_since:
+                return 5.0
+            first = min(self._idle_since.values())
+        return max(0.01, first + IDLE_GRACE - time.monotonic())
+
+    def _drain_pokes(self) -> None:
+        with contextlib.suppress(BlockingIOError, InterruptedError):
+            while self._poke_r.recv(4096):
+                pass
+
+    def _serve(self, pubsub: Any) -> None:
+        """Subscribe, unsubscribe and dispatch on one connection until it fails or the listener stops."""
+        while True:
+            with self._lock:
+                if self._stopped:
+                    return
+            new, old = self._changes()
+            if new:
+                pubsub.subscribe(*new)
+            if old:
+                pubsub.unsubscribe(*old)
+            while True:  # everything already readable, redis-py's buffer included
+                message: Any = pubsub.get_message(timeout=0.0)
+                if message is None:
+                    break
+                self._dispatch(message)
+            conn = pubsub.connection
+            # Unsubscribed from everything, the connection has nothing to say
+            # (and redis-py would not read it): wait for a poke only.
+            sock = conn._sock if conn is not None and pubsub.subscribed else None  # select needs the socket
+            ready = [self._poke_r] if sock is None else [self._poke_r, sock]
+            readable, _, _ = select.select(ready, [], [], self._next_timeout())
+            if self._poke_r in readable:
+                self._drain_pokes()
+
+    def _dispatch(self, message: Any) -> None:
+        kind = message["type"]
+        channel = message["channel"]
+        if isinstance(channel, str):
+            channel = channel.encode()
+        if kind in {"subscribe", b"subscribe"}:
+            self._confirm(channel)
+        elif kind in {"message", b"message"}:
+            data = message["data"]
+            self._wake(channel, data.encode() if isinstance(data, str) else data)
 
     def _run(self) -> None:
-        stop = (_STOP_PREFIX + self._ident).encode()
         backoff = 0.05
         while not self._stop.is_set():
-            pubsub = self._client.pubsub()  # type: ignore[no-untyped-call]
+            client: Any = self._client  # redis-py types pubsub() in some releases only
+            pubsub = client.pubsub()
+            started = time.monotonic()
             try:
-                pubsub.subscribe(self._channel)
-                while True:
-                    message: Any = pubsub.get_message(timeout=1.0)  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]
-                    if message is None:
-                        if self._stop.is_set():
-                            return
-                        continue
-                    kind = message["type"]
-                    if kind in {"subscribe", b"subscribe"}:
-                        backoff = 0.05
-                        self._subscribed.set()
-                        self._wake(None)  # re-check: publishes may have been lost meanwhile
-                    elif kind in {"message", b"message"}:
-                        data = message["data"]
-                        if isinstance(data, str):
-                            data = data.encode()
-                        if data == stop:
-                            return
-                        self._wake(data)
+                with self._lock:
+                    # A new connection: every wanted channel is subscribed anew.
+                    self._sent.clear()
+                    self._live.clear()
+                self._serve(pubsub)
             except Exception as exc:
                 # Whatever happened, keep listening: the waiters re-check on
                 # their own meanwhile, and are woken now to do so at once.
-                self._subscribed.clear()
                 level = logging.DEBUG if isinstance(exc, (RedisError, OSError)) else logging.WARNING
-                _log.log(level, "singleflight listener on %s failed; reconnecting: %r", self._channel, exc)
+                _log.log(level, "singleflight listener failed; reconnecting: %r", exc)
+                with self._lock:
+                    self._live.clear()
                 self._wake(None)
+                if time.monotonic() - started > 5.0:
+                    backoff = 0.05  # it had been working: a new outage starts over
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 1.0)
             finally:
@@ -117,12 +269,18 @@ class _Listener:
                     _log.debug("closing the listener's pub/sub connection failed", exc_info=True)
 
     def close(self) -> None:
-        self._stop.set()
         with self._lock:
+            self._stopped = True
+            self._stop.set()  # under the lock: once _serve sees _stopped, _run sees _stop
             thread = self._thread
-        if thread is None:
-            return
-        # The thread blocks on its socket; a message to itself ends it now.
-        with contextlib.suppress(RedisError):
-            self._client.publish(self._channel, _STOP_PREFIX + self._ident)  # pyright: ignore[reportUnknownMemberType]
-        thread.join(3.0)
+            self._confirmed.notify_all()
+        self._poke()
+        if thread is not None:
+            thread.join(3.0)
+        self._poke_r.close()
+        self._poke_w.close()
+
+    def abandon(self) -> None:
+        """In a forked child: drop the parent's listener without touching its connection."""
+        self._poke_r.close()
+        self._poke_w.close()

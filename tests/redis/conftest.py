@@ -1,20 +1,16 @@
 """Real Redis servers for the RedisGroup tests.
 
-The URL comes from ``SINGLEFLIGHT_REDIS_URL`` (CI starts the server). Without
-it a private ``redis-server`` is started on a free port, if the binary exists
-(``SINGLEFLIGHT_REDIS_SERVER`` or ``redis-server`` on PATH). With neither the
-tests skip, except under CI (``CI`` set), where they fail.
+``redis_url`` (in ``tests/conftest.py``) is the session's server; the
+fixtures here add a private server per test, a namespace, clients, groups and
+worker processes. ``tests/redis_servers.py`` says where servers come from.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
-import socket
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,91 +20,9 @@ import pytest
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
+from redis_servers import RedisServer, server_binary, unavailable
+
 WORKER = Path(__file__).with_name("redis_worker.py")
-
-
-def unavailable(reason: str) -> None:
-    """Skip locally, fail under CI: a missing server must never pass quietly there."""
-    if os.environ.get("CI"):
-        pytest.fail(f"{reason} (CI is set, so this is a failure, not a skip)")
-    pytest.skip(reason)
-
-
-def server_binary() -> str | None:
-    return os.environ.get("SINGLEFLIGHT_REDIS_SERVER") or shutil.which("redis-server")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class RedisServer:
-    """A private redis-server process on 127.0.0.1, without persistence."""
-
-    def __init__(self, binary: str) -> None:
-        self.binary = binary
-        self.port = free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        cmd = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-        cmd += ["--daemonize", "no", "--loglevel", "warning"]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while True:  # wait for the server to answer PING, not for a fixed time
-            if self.proc.poll() is not None:
-                msg = f"redis-server exited with {self.proc.returncode} on port {self.port}"
-                raise RuntimeError(msg)
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
-                    s.sendall(b"PING\r\n")
-                    if s.recv(16).startswith(b"+PONG"):
-                        return
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                self.stop()
-                msg = f"redis-server did not answer on port {self.port} within 10s"
-                raise RuntimeError(msg)
-            time.sleep(0.02)
-
-    def stop(self) -> None:
-        if self.proc is None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.proc = None
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
-
-
-@pytest.fixture(scope="session")
-def redis_url() -> Iterator[str]:
-    url = os.environ.get("SINGLEFLIGHT_REDIS_URL")
-    if url:
-        yield url
-        return
-    binary = server_binary()
-    if binary is None:
-        unavailable("no SINGLEFLIGHT_REDIS_URL and no redis-server binary to start one")
-    server = RedisServer(binary)  # type: ignore[arg-type]
-    server.start()
-    try:
-        yield server.url
-    finally:
-        server.stop()
 
 
 @pytest.fixture

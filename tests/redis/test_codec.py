@@ -144,3 +144,29 @@ def test_another_process_gets_an_equal_value_of_the_same_types(redis_url: str, n
             [sys.executable, "-c", READER, redis_url, ns], capture_output=True, text=True, timeout=60, check=True
         )
     assert out.stdout.strip() == repr(value)
+
+
+class _Level(int):
+    """An int subclass: it would come back as a plain int, so it cannot be sent."""
+
+
+@given(values, st.booleans(), st.integers(min_value=0, max_value=3))
+def test_the_fast_walk_sends_what_the_exact_walk_sends(value: Any, spoil: bool, depth: int) -> None:
+    """The path-free walk of dumps() gives the same JSON as the walk that names places, or the same error."""
+    if spoil:  # bury an item that cannot be sent a few levels down
+        for _ in range(depth):
+            value = [value, {"x": (value,)}]
+        value = [value, _Level(3)]
+    codec = JsonSerializer()
+    refusal = ""
+    try:
+        expected: Any = codec._encode(value, "result")
+    except CodecError as exc:
+        refusal = str(exc)
+    if refusal:
+        with pytest.raises(CodecError) as raised:
+            codec.dumps(value)
+        assert str(raised.value) == refusal  # the same place is named
+        return
+    assert codec._encode_fast(value) == expected
+    assert _difference(value, codec.loads(codec.dumps(value)), "result") is None

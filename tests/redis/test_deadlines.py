@@ -24,7 +24,7 @@ from singleflight_sync.redis import RedisGroup  # noqa: E402
 from singleflight_sync.redis._commands import FINISH_WAIT  # noqa: E402
 
 if TYPE_CHECKING:
-    from conftest import RedisServer
+    from redis_servers import RedisServer
 
 TIMEOUT = 2.0
 SLACK = 0.25

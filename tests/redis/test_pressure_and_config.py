@@ -19,7 +19,7 @@ from singleflight_sync.redis import RedisConfigurationError, RedisGroup  # noqa:
 from singleflight_sync.redis._deploy import POOL_SIZE  # noqa: E402
 
 if TYPE_CHECKING:
-    from conftest import RedisServer
+    from redis_servers import RedisServer
 
 
 def _many_distinct_keys(group: RedisGroup[Any, Any], n: int) -> list[Any]:

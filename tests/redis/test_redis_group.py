@@ -627,7 +627,7 @@ while r.get(parent.redis_key("warm", "lock")) is None:
     time.sleep(0.005)
 waiter = threading.Thread(target=shared.do, args=("warm", lambda: "wrong"))
 waiter.start()
-while not shared._listener._subscribed.is_set():
+while not shared._listener.live(shared.redis_key("warm", "done").encode()):
     time.sleep(0.005)
 go.set(); t.join(); waiter.join()
 

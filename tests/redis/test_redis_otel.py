@@ -87,3 +87,23 @@ def test_a_follower_in_another_process_links_to_the_leaders_span(redis_url: str,
     links = [(link.context.trace_id, link.context.span_id) for link in flight.links]
     assert links == [(remote["trace_id"], remote["span_id"])]
     assert dict(flight.links[0].attributes or {}) == {"singleflight.role": "remote follower"}
+
+
+def test_a_traced_error_lingers_only_with_linger_errors(make_group: Any) -> None:
+    """The traceparent header in front of a traced outcome does not hide that the outcome is an error."""
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(InMemorySpanExporter()))
+    otel.instrument(tracer_provider=provider)
+    try:
+        a, b = make_group(linger=30), make_group(linger=30)
+
+        def boom() -> None:
+            raise ValueError("once")
+
+        with pytest.raises(ValueError, match="once"):
+            a.do("e", boom)
+        assert b.do("e", lambda: "ran again") == "ran again"  # an error lingers only with linger_errors=True
+        assert a.do("v", lambda: 5) == 5
+        assert b.do("v", lambda: pytest.fail("ran again although the value lingers")) == 5
+    finally:
+        otel.uninstrument()

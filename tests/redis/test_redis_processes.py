@@ -16,6 +16,7 @@ if importlib.util.find_spec("redis") is None and not os.environ.get("CI"):
     pytest.skip("redis-py is not installed (pip install -e '.[redis]')", allow_module_level=True)
 
 from singleflight_sync.redis import RemoteFlightError
+from singleflight_sync.redis._keys import _Names, key_name
 
 
 def wait_for(condition: Any, what: str, timeout: float = 20.0) -> None:
@@ -27,8 +28,8 @@ def wait_for(condition: Any, what: str, timeout: float = 20.0) -> None:
         time.sleep(0.005)
 
 
-def subscribers(client: Any, ns: str) -> int:
-    return int(dict(client.pubsub_numsub(f"{ns}:v1:done"))[f"{ns}:v1:done".encode()])
+def subscribers(client: Any, channel: str) -> int:
+    return int(dict(client.pubsub_numsub(channel))[channel.encode()])
 
 
 def test_five_processes_twenty_threads_one_execution_per_flight(redis_url, ns, client, spawn):
@@ -77,9 +78,10 @@ def test_killed_leader_is_taken_over_within_the_lease(redis_url, ns, client, spa
     for _ in followers:
         assert client.blpop([f"{ns}:ready"], timeout=30) is not None
     client.rpush(f"{ns}:go", "go", "go")
-    # The leader and both followers listen on the wake-up channel; the
-    # followers read the lease right after subscribing, long before it expires.
-    wait_for(lambda: subscribers(client, ns) >= 3, "the followers to wait on the lease")
+    # Both followers listen on the key's wake-up channel; they read the lease
+    # right after subscribing, long before it expires.
+    channel = _Names(ns, key_name("victim")).done
+    wait_for(lambda: subscribers(client, channel) >= 2, "the followers to wait on the lease")
 
     killed_at = time.time()
     leader.kill()

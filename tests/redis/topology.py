@@ -22,21 +22,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from redis_servers import free_port, server_binary, unavailable
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
 NODE_TIMEOUT_MS = 1000
-
-
-def server_binary() -> str | None:
-    return os.environ.get("SINGLEFLIGHT_REDIS_SERVER") or shutil.which("redis-server")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def cluster_port() -> int:
@@ -52,13 +43,6 @@ def cluster_port() -> int:
         return port
     msg = "no free port pair for a cluster node"
     raise RuntimeError(msg)
-
-
-def unavailable(reason: str) -> None:
-    """Skip locally, fail under CI: a missing server must never pass quietly there."""
-    if os.environ.get("CI"):
-        pytest.fail(f"{reason} (CI is set, so this is a failure, not a skip)")
-    pytest.skip(reason)
 
 
 def _wait(predicate: Callable[[], bool], timeout: float, what: str) -> None:

@@ -7,6 +7,8 @@ Environment:
 - ``PRICE_SERVICE_DB_COST_MS``: milliseconds the volume query spends in SQLite (default 100).
 - ``PRICE_SERVICE_SINGLEFLIGHT``: ``0`` makes ``/price/`` and ``/volume/`` skip singleflight
   (``/price-raw/`` and ``/volume-raw/`` always do).
+- ``PRICE_SERVICE_REDIS_URL``: a Redis for ``/price-redis/``, whose flights every
+  worker process shares through a ``RedisGroup`` (unset: that endpoint answers 503).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ EXCHANGE_URL = os.environ.get("PRICE_SERVICE_EXCHANGE_URL", "http://127.0.0.1:80
 EXCHANGE_TIMEOUT = 10.0
 DB_COST_MS = int(os.environ.get("PRICE_SERVICE_DB_COST_MS", "100"))
 SINGLEFLIGHT = os.environ.get("PRICE_SERVICE_SINGLEFLIGHT", "1") != "0"
+REDIS_URL = os.environ.get("PRICE_SERVICE_REDIS_URL", "")
 
 LOGGING = {
     "version": 1,

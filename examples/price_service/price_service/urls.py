@@ -9,6 +9,7 @@ urlpatterns = [
     path("healthz", views.healthz),
     path("price/<str:symbol>", views.price),
     path("price-raw/<str:symbol>", views.price_raw),
+    path("price-redis/<str:symbol>", views.price_redis),
     path("volume/<str:symbol>", views.volume),
     path("volume-raw/<str:symbol>", views.volume_raw),
     path("stats", views.stats),

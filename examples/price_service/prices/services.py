@@ -10,6 +10,7 @@ exchange again.
 from __future__ import annotations
 
 import json
+import threading
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -62,3 +63,29 @@ def query_volume(symbol: str) -> dict[str, Any]:
 
 get_price = singleflight(fetch_price)
 get_volume = singleflight(query_volume)
+
+# get_price_shared: fetch_price behind a RedisGroup, so that one exchange call
+# serves a burst across every worker process, not one call per process. Each
+# worker builds its group on first use, after gunicorn forked it. _shared_lock
+# guards _shared.
+_shared_lock = threading.Lock()
+_shared: dict[str, Any] = {}
+
+
+def shared_fetch() -> Any:
+    """This process's :func:`fetch_price` behind a RedisGroup (None without ``settings.REDIS_URL``)."""
+    if not settings.REDIS_URL:
+        return None
+    with _shared_lock:
+        fetch = _shared.get("fetch")
+        if fetch is None:
+            from singleflight_sync.redis import RedisGroup  # noqa: PLC0415 - only with Redis
+
+            group = RedisGroup(settings.REDIS_URL, namespace="price-service", timeout=settings.EXCHANGE_TIMEOUT + 5)
+            fetch = _shared["fetch"] = singleflight(group=group)(fetch_price)
+    return fetch
+
+
+def get_price_shared(symbol: str) -> dict[str, Any]:
+    """:func:`fetch_price` with one flight per symbol across processes (needs ``settings.REDIS_URL``)."""
+    return shared_fetch()(symbol)  # type: ignore[no-any-return]

@@ -30,13 +30,26 @@ def _price(symbol: str, fetch: Callable[[str], dict[str, Any]], mode: str) -> Js
         # A 429 (or any failure) upstream is our gateway's failure: 502, with the upstream status.
         # Under singleflight every request that shared the flight gets this same answer.
         return JsonResponse({"symbol": symbol, "error": str(exc), "upstream_status": exc.status}, status=502)
-    return JsonResponse({"symbol": symbol, "price": quote["price"], "quote_id": quote["quote_id"], "mode": mode})
+    body = {"symbol": symbol, "price": quote["price"], "quote_id": quote["quote_id"], "mode": mode, "pid": os.getpid()}
+    return JsonResponse(body)
 
 
 def price(request: HttpRequest, symbol: str) -> JsonResponse:
     if settings.SINGLEFLIGHT:
         return _price(symbol, services.get_price, "singleflight")
     return _price(symbol, services.fetch_price, "raw")
+
+
+def price_redis(request: HttpRequest, symbol: str) -> JsonResponse:
+    if not settings.REDIS_URL:
+        return JsonResponse({"error": "set PRICE_SERVICE_REDIS_URL to serve /price-redis/"}, status=503)
+    from singleflight_sync.redis import RemoteFlightError  # noqa: PLC0415 - only with Redis
+
+    try:
+        return _price(symbol, services.get_price_shared, "redis")
+    except RemoteFlightError as exc:
+        # The exchange failed for a leader in another worker process: the same 502.
+        return JsonResponse({"symbol": symbol, "error": exc.remote_message, "upstream_status": None}, status=502)
 
 
 def price_raw(request: HttpRequest, symbol: str) -> JsonResponse:
