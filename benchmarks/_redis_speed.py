@@ -22,6 +22,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 # A minimal design, for comparison only: no fencing, no deadlines, no codec.
@@ -59,9 +60,31 @@ class MinimalGroup:
         return value
 
 
+def control_client(url: str) -> Any:
+    """The benchmark's own client (barriers, INFO, PING): a RedisCluster for a ``redis+cluster://`` URL."""
+    import redis  # noqa: PLC0415 - only the benchmark's processes need it
+    from redis.cluster import ClusterNode, RedisCluster  # noqa: PLC0415
+
+    if url.startswith("redis+cluster://"):
+        hosts = [h.split(":") for h in url.split("//", 1)[1].split("/", maxsplit=1)[0].split(",")]
+        nodes = [ClusterNode(host, int(port)) for host, port in hosts]
+        return RedisCluster(startup_nodes=nodes, socket_timeout=120)
+    return redis.Redis.from_url(url, socket_timeout=120)  # BLPOP at a barrier waits up to 60 s
+
+
+def command_stats(client: Any) -> dict[str, int]:
+    """Calls per command so far (INFO commandstats), summed over the masters of a cluster."""
+    nodes = [n.redis_connection for n in client.get_primaries()] if hasattr(client, "get_primaries") else [client]
+    total: dict[str, int] = {}
+    for node in nodes:
+        for name, v in node.info("commandstats").items():
+            total[name] = total.get(name, 0) + int(v["calls"])
+    return total
+
+
 def _server_commands(client: Any) -> int:
-    stats = client.info("commandstats")
-    return sum(v["calls"] for k, v in stats.items() if k not in {"cmdstat_info", "cmdstat_ping"})
+    stats = command_stats(client)
+    return sum(v for k, v in stats.items() if k not in {"cmdstat_info", "cmdstat_ping"})
 
 
 def uncontended(client: Any, url: str, *, calls: int, runs: int) -> dict[str, float]:
@@ -126,11 +149,12 @@ def uncontended(client: Any, url: str, *, calls: int, runs: int) -> dict[str, fl
 
 _FOLLOWER = r"""
 import json, sys, threading, time
-import redis
 from singleflight_sync.redis import RedisGroup
+sys.path.insert(0, sys.argv[4])
+from _redis_speed import control_client
 
 url, ns, rounds = sys.argv[1], sys.argv[2], int(sys.argv[3])
-r = redis.Redis.from_url(url)
+r = control_client(url)
 group = RedisGroup(url, namespace=ns, recheck=10, result_ttl=10)
 ends = []
 for i in range(rounds):
@@ -161,7 +185,9 @@ def wakeup(client: Any, url: str, *, rounds: int) -> dict[str, float]:
     ns = f"bench-wake-{time.monotonic_ns()}"
     group = RedisGroup(url, namespace=ns)
     follower = subprocess.Popen(
-        [sys.executable, "-c", _FOLLOWER, url, ns, str(rounds)], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", _FOLLOWER, url, ns, str(rounds), str(Path(__file__).resolve().parent)],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     returned: list[float] = []
     pings: list[float] = []

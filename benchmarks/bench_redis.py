@@ -1,6 +1,7 @@
 """RedisGroup against a local Group and against no coordination, across processes.
 
     python benchmarks/bench_redis.py [--procs 8] [--threads 8] [--rounds 20] [--work-ms 20] [--speed-runs 5]
+    SINGLEFLIGHT_REDIS_URL=redis+cluster://127.0.0.1:7000 python benchmarks/bench_redis.py   # a cluster
 
 First the speed section (benchmarks/_redis_speed.py): the Redis round-trip
 time, the uncontended call against a minimal design, and the cross-process
@@ -45,17 +46,18 @@ else:
 
 # The benchmark's own barrier and bookkeeping, and per-connection handshakes.
 EXCLUDED = {"cmdstat_blpop", "cmdstat_rpush", "cmdstat_info", "cmdstat_del", "cmdstat_client", "cmdstat_hello"}
+# A cluster client's own topology reads.
+EXCLUDED |= {"cmdstat_cluster", "cmdstat_command", "cmdstat_ping"}
 # Commands a client sends itself (the rest, PUBLISH included, run inside RedisGroup's Lua scripts).
 ROUND_TRIPS = {"cmdstat_evalsha", "cmdstat_eval", "cmdstat_script", "cmdstat_subscribe", "cmdstat_unsubscribe"}
+ROUND_TRIPS |= {"cmdstat_ssubscribe", "cmdstat_sunsubscribe"}
 
 
 def worker(cfg: dict[str, Any]) -> None:
-    import redis  # noqa: PLC0415 - workers import what they use
-
-    from singleflight_sync import Group  # noqa: PLC0415
+    from singleflight_sync import Group  # noqa: PLC0415 - workers import what they use
     from singleflight_sync.redis import RedisGroup  # noqa: PLC0415
 
-    r = redis.Redis.from_url(cfg["url"], socket_timeout=120)
+    r = _redis_speed.control_client(cfg["url"])  # the barrier; a RedisCluster for a cluster URL
     ns, mode, threads, work = cfg["ns"], cfg["mode"], cfg["threads"], cfg["work_ms"] / 1000
     group: Any = None
     if mode == "group":
@@ -108,10 +110,10 @@ def worker(cfg: dict[str, Any]) -> None:
 
 
 def commandstats(client: Any) -> tuple[int, int]:
-    """(all commands, round trips) so far, from INFO commandstats."""
-    stats = client.info("commandstats")
-    total = sum(v["calls"] for k, v in stats.items() if k not in EXCLUDED)
-    trips = sum(v["calls"] for k, v in stats.items() if k in ROUND_TRIPS)
+    """(all commands, round trips) so far, from INFO commandstats (of every master, in a cluster)."""
+    stats = _redis_speed.command_stats(client)
+    total = sum(v for k, v in stats.items() if k not in EXCLUDED)
+    trips = sum(v for k, v in stats.items() if k in ROUND_TRIPS)
     return total, trips
 
 
@@ -204,7 +206,7 @@ def main() -> None:
     url = os.environ.get("SINGLEFLIGHT_REDIS_URL")
     if not url:
         url, server = start_server()
-    client = redis.Redis.from_url(url, socket_timeout=120)
+    client = _redis_speed.control_client(url)
     try:
         speed = _redis_speed.report(client, url, runs=args.speed_runs) if args.speed_runs else []
         kinds = ("one", "many", "distinct")

@@ -31,15 +31,15 @@ import time
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
-from redis.exceptions import MaxConnectionsError, RedisError
+from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from singleflight_sync._errors import FlightTimeoutError
 from singleflight_sync._group import DEFAULT, CallInfo, FlightStats, Group, K, V, _check_timeout, _require_callable
 
 from ._codec import JsonSerializer, Serializer, _describe
-from ._commands import COMMAND_TIMEOUT, FINISH_WAIT, run_script
-from ._deploy import POOL_WAIT, _client_from, is_configuration_error
+from ._commands import COMMAND_TIMEOUT, FINISH_WAIT, bounded
+from ._deploy import REDIS_ERRORS, _client_from, deployment_for, is_configuration_error
 from ._errors import (
     RedisConfigurationError,
     RedisUnavailableError,
@@ -57,7 +57,7 @@ if TYPE_CHECKING:
     from concurrent.futures import Future
 
     import redis
-    from redis.commands.core import Script
+    import redis.cluster
     from typing_extensions import Self  # typing.Self is 3.11+; only the checker reads this
 
     from singleflight_sync._group import FlightRecord, _Flight
@@ -122,28 +122,6 @@ _UNSET: Any = object()
 _CALL_TIMEOUT: ContextVar[Any] = ContextVar("singleflight_call_timeout", default=_UNSET)
 
 
-def _bounded(  # noqa: PLR0913 - one script call and its two bounds
-    client: redis.Redis, script: Script, keys: list[str], argv: list[Any], *, deadline: float | None, reply_wait: float
-) -> Any:
-    """Run a script, waiting for its reply at most ``reply_wait`` seconds and never past ``deadline``.
-
-    A full pool (``MaxConnectionsError`` from a user's client with
-    ``max_connections``) is pressure, not an outage: the script waits for a
-    connection until the caller's deadline, or POOL_WAIT seconds.
-    """
-    pool_limit = (time.monotonic() + POOL_WAIT) if deadline is None else deadline
-    pause = 0.002
-    while True:
-        wait = reply_wait if deadline is None else min(reply_wait, deadline - time.monotonic())
-        try:
-            return run_script(client, script, keys, argv, wait)
-        except MaxConnectionsError:
-            if time.monotonic() + pause >= pool_limit:
-                raise
-            time.sleep(pause)  # a connection is returned within a round trip or two
-            pause = min(pause * 2, 0.05)
-
-
 def _check_linger(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         msg = f"linger must be a number of seconds (0 turns it off), got {type(value).__name__} {value!r}"
@@ -170,10 +148,14 @@ class RedisGroup(Group[K, V]):
     across all processes and every process gets its outcome.
 
     Args:
-        client_or_url: a ``redis.Redis`` client, or a URL such as
-            ``"redis://localhost:6379/0"`` (the group then owns the client it
-            creates, with short socket timeouts, and closes it in :meth:`close`).
-        namespace: prefix of every Redis key and of the channel. Processes
+        client_or_url: a ``redis.Redis`` client (also one from
+            ``Sentinel.master_for()``), a ``redis.cluster.RedisCluster``, or a
+            URL: ``"redis://localhost:6379/0"``, ``"rediss://..."``,
+            ``"redis+sentinel://host:26379,host2:26379/mymaster/0"`` or
+            ``"redis+cluster://host:7000,host2:7001"``. From a URL the group
+            owns the client it creates, with short socket timeouts, and closes
+            it in :meth:`close`.
+        namespace: prefix of every Redis key and channel. Processes
             share flights only within one namespace and must use the same
             options in it.
         lease: seconds the lease on a key lasts. It is renewed every
@@ -218,7 +200,7 @@ class RedisGroup(Group[K, V]):
 
     def __init__(  # noqa: PLR0913 - keyword-only options, as Group's
         self,
-        client_or_url: redis.Redis | str,
+        client_or_url: redis.Redis | redis.cluster.RedisCluster | str,
         *,
         namespace: str = "singleflight",
         lease: float = 30.0,
@@ -264,6 +246,7 @@ class RedisGroup(Group[K, V]):
 
         self._client = client
         self._owns_client = owns
+        self._deploy = deployment_for(client)
         self._ns = namespace
         self._lease_ms = round(lease * 1000)
         self._result_ms = round(result_ttl * 1000)
@@ -283,11 +266,12 @@ class RedisGroup(Group[K, V]):
             linger_errors=1 if linger_errors else 0,
             publish=0 if self._drop_publishes else 1,
             inline_max=INLINE_MAX,
+            publish_command=self._deploy.publish,
         )
         self._acquire = client.register_script(acquire)
         self._finish = client.register_script(finish)
         self._renewer = _Renewer(client.register_script(extend), self._lease_ms)
-        self._listener = _Listener(client)
+        self._listener = _Listener(self._deploy)
         # These counters are guarded by the inherited ``_lock``.
         self._runs = 0
         self._remote_shares = 0
@@ -303,9 +287,10 @@ class RedisGroup(Group[K, V]):
     # -- public additions ---------------------------------------------------------
 
     @property
-    def client(self) -> redis.Redis:
-        """The redis-py client the group coordinates on."""
-        return self._client
+    def client(self) -> redis.Redis | redis.cluster.RedisCluster:
+        """The redis-py client the group coordinates on (a ``RedisCluster`` in a cluster)."""
+        client: redis.Redis | redis.cluster.RedisCluster = self._client
+        return client
 
     @property
     def namespace(self) -> str:
@@ -368,7 +353,7 @@ class RedisGroup(Group[K, V]):
         dropped = super().forget(key)
         try:
             self._client.delete(names.linger)
-        except RedisError as exc:
+        except REDIS_ERRORS as exc:
             if self._raise_unavailable:
                 raise RedisUnavailableError(key, f"{type(exc).__name__}: {exc}") from exc
             self._warn_unavailable(exc)
@@ -382,10 +367,7 @@ class RedisGroup(Group[K, V]):
         self._listener.close()
         self._renewer.close()
         if self._owns_client:
-            # The client was built on a pool of its own, which Redis.close()
-            # leaves open: disconnect it too, so no socket outlives the group.
-            self._client.close()
-            self._client.connection_pool.disconnect()
+            self._deploy.close()
 
     def __enter__(self) -> Self:
         return self
@@ -458,7 +440,7 @@ class RedisGroup(Group[K, V]):
         # subscribes on the child's own connection (redis-py's pool resets
         # itself after fork).
         self._listener.abandon()
-        self._listener = _Listener(self._client)
+        self._listener = _Listener(self._deploy)
         self._renewer = _Renewer(self._renewer._extend, self._lease_ms)
 
     # -- coordination -------------------------------------------------------------------
@@ -499,8 +481,8 @@ class RedisGroup(Group[K, V]):
                 keys = [names.lock, names.fence, names.linger, names.result(awaited) if awaited else names.lock]
                 argv = [token, awaited]
                 try:
-                    reply = _bounded(
-                        self._client, self._acquire, keys, argv, deadline=deadline, reply_wait=COMMAND_TIMEOUT
+                    reply = bounded(
+                        self._deploy, self._acquire, keys, argv, deadline=deadline, reply_wait=COMMAND_TIMEOUT
                     )
                 except RedisTimeoutError as exc:
                     if deadline is not None and time.monotonic() >= deadline - 0.001:
@@ -617,7 +599,7 @@ class RedisGroup(Group[K, V]):
         try:
             keys = [names.lock, names.result(fence), names.linger]
             argv: list[str | int | bytes] = [lease_id, payload, fence, is_error]
-            held = _bounded(self._client, self._finish, keys, argv, deadline=None, reply_wait=FINISH_WAIT)
+            held = bounded(self._deploy, self._finish, keys, argv, deadline=None, reply_wait=FINISH_WAIT)
         except RedisTimeoutError:
             # A stalled server: this leader's callers get their outcome now.
             # The script runs when the server resumes, if this lease is still

@@ -13,8 +13,6 @@ import time
 from contextvars import ContextVar
 from typing import TYPE_CHECKING
 
-from redis.exceptions import RedisError
-
 if TYPE_CHECKING:
     from redis.commands.core import Script
 
@@ -91,19 +89,26 @@ redis.call('DEL', KEYS[1])
 if @PUBLISH@ == 1 then
   local message = ARGV[3] .. ':'
   if #ARGV[2] <= @INLINE_MAX@ then message = message .. ARGV[2] end
-  redis.call('PUBLISH', string.sub(KEYS[1], 1, -5) .. 'done', message)
+  redis.call('@PUBLISH_COMMAND@', string.sub(KEYS[1], 1, -5) .. 'done', message)
 end
 return 1
 """
 
 
-def scripts(**constants: int) -> tuple[str, str, str]:
-    """The acquire, extend and finish scripts with a group's constants filled in."""
+def scripts(**constants: int | str) -> tuple[str, str, str]:
+    """The acquire, extend and finish scripts with a group's constants filled in.
+
+    Numbers are written as integers; the one word (``publish_command``:
+    ``PUBLISH``, or ``SPUBLISH`` in a cluster) must be a plain command name.
+    """
     texts: list[str] = []
     for template in (_ACQUIRE, _EXTEND, _FINISH):
         text = template
         for name, value in constants.items():
-            text = text.replace(f"@{name.upper()}@", str(int(value)))
+            if isinstance(value, str) and not value.isalpha():
+                msg = f"script constant {name} must be a command name, got {value!r}"
+                raise ValueError(msg)
+            text = text.replace(f"@{name.upper()}@", value if isinstance(value, str) else str(int(value)))
         if "@" in text:
             msg = f"a script constant is missing: {text[text.index('@') :][:40]!r}"
             raise ValueError(msg)
@@ -203,7 +208,7 @@ class _Renewer:
             for lease in due:
                 try:
                     ok = self._extend(keys=[lease.lock_key], args=[lease.token])
-                except RedisError as exc:
+                except Exception as exc:  # the renewer outlives any failure (a cluster's are no RedisError)
                     # Two more tries before the lease can expire.
                     _log.warning("could not extend the lease %s: %r", lease.lock_key, exc)
                     continue

@@ -23,7 +23,9 @@ from typing import TYPE_CHECKING, Any
 from redis.exceptions import RedisError
 
 if TYPE_CHECKING:
-    import redis
+    from collections.abc import Hashable
+
+    from ._deploy import _Deployment
 
 _log = logging.getLogger("singleflight_sync")
 
@@ -55,8 +57,8 @@ class _Listener:
     subscription. Started by the first follower; a forked child starts its own.
     """
 
-    def __init__(self, client: redis.Redis) -> None:
-        self._client = client
+    def __init__(self, deploy: _Deployment) -> None:
+        self._deploy = deploy
         # _lock protects every field below and the waiters' message lists; the
         # condition is notified when a subscription is confirmed. It is never
         # held while calling out (Redis, a socket, an event of a caller).
@@ -67,6 +69,7 @@ class _Listener:
         self._sent: dict[bytes, int] = {}  # channel -> SUBSCRIBEs not yet confirmed
         self._live: set[bytes] = set()  # confirmed on the current connection, none outstanding
         self._idle_since: dict[bytes, float] = {}  # wanted channels without waiters
+        self._where: dict[bytes, Hashable] = {}  # channel -> the connection it was subscribed on
         self._received = 0  # wake-up messages this listener got (for the benchmarks)
         self._thread: threading.Thread | None = None
         self._stopped = False
@@ -202,54 +205,127 @@ class _Listener:
             while self._poke_r.recv(4096):
                 pass
 
-    def _serve(self, pubsub: Any) -> None:
-        """Subscribe, unsubscribe and dispatch on one connection until it fails or the listener stops."""
+    def _subscribe_new(self, conns: dict[Hashable, Any]) -> None:
+        """Subscribe each newly wanted channel on the connection of the server that publishes it."""
+        new, old = self._changes()
+        deploy = self._deploy
+        by_node: dict[Hashable, list[bytes]] = {}
+        for channel in new:
+            node, open_pubsub = deploy.pubsub_for(channel)
+            if node not in conns:
+                conns[node] = open_pubsub()
+            by_node.setdefault(node, []).append(channel)
+            with self._lock:
+                self._where[channel] = node
+        for node, channels in by_node.items():
+            # SSUBSCRIBE takes channels of one slot only: one command each.
+            for batch in [[c] for c in channels] if deploy.sharded else [channels]:
+                self._on(node, conns, deploy.subscribe, batch)
+        for channel in old:
+            with self._lock:
+                node = self._where.pop(channel, None)
+            if node in conns:
+                self._on(node, conns, deploy.unsubscribe, [channel])
+
+    def _on(self, node: Hashable, conns: dict[Hashable, Any], method: str, channels: list[bytes] | None = None) -> None:
+        """Call ``method`` (a PubSub method's name, or "drain") on ``node``'s connection; drop it if that fails."""
+        pubsub = conns.get(node)
+        if pubsub is None:
+            return
+        try:
+            if method == "drain":
+                self._drain(pubsub)
+            else:
+                getattr(pubsub, method)(*(channels or ()))
+        except Exception as exc:
+            self._lost(node, conns, exc)
+
+    def _lost(self, node: Hashable, conns: dict[Hashable, Any], exc: BaseException) -> None:
+        """A connection failed: its channels are subscribed again (where they now live), and their waiters re-check."""
+        level = logging.DEBUG if isinstance(exc, (RedisError, OSError)) else logging.WARNING
+        _log.log(level, "singleflight listener connection %s failed; resubscribing: %r", node, exc)
+        pubsub = conns.pop(node, None)
+        if pubsub is not None:
+            with contextlib.suppress(Exception):
+                pubsub.close()
+        with self._lock:
+            channels = [c for c, n in self._where.items() if n == node]
+            for channel in channels:
+                del self._where[channel]
+                self._sent.pop(channel, None)
+                self._live.discard(channel)
+        for channel in channels:
+            self._wake(channel)
+        with contextlib.suppress(Exception):
+            self._deploy.refresh()  # in a cluster the slots may have moved
+        self._stop.wait(0.05)  # no busy loop while a server is down
+
+    def _serve(self, conns: dict[Hashable, Any]) -> None:
+        """Subscribe, unsubscribe and dispatch on the connections (one per server) until the listener stops."""
         while True:
             with self._lock:
                 if self._stopped:
                     return
-            new, old = self._changes()
-            if new:
-                pubsub.subscribe(*new)
-            if old:
-                pubsub.unsubscribe(*old)
-            while True:  # everything already readable, redis-py's buffer included
-                message: Any = pubsub.get_message(timeout=0.0)
-                if message is None:
-                    break
-                self._dispatch(message)
-            conn = pubsub.connection
-            # Unsubscribed from everything, the connection has nothing to say
-            # (and redis-py would not read it): wait for a poke only.
-            sock = conn._sock if conn is not None and pubsub.subscribed else None  # select needs the socket
-            ready = [self._poke_r] if sock is None else [self._poke_r, sock]
-            readable, _, _ = select.select(ready, [], [], self._next_timeout())
+            self._subscribe_new(conns)
+            ready: dict[Any, Hashable] = {}
+            for node in list(conns):
+                self._on(node, conns, "drain")
+                pubsub = conns.get(node)
+                if pubsub is None:
+                    continue
+                conn = pubsub.connection
+                # Unsubscribed from everything, the connection has nothing to
+                # say (and redis-py would not read it): not selected on.
+                if conn is not None and conn._sock is not None and pubsub.subscribed:  # select needs the socket
+                    ready[conn._sock] = node
+            readable, _, _ = select.select([self._poke_r, *ready], [], [], self._next_timeout())
             if self._poke_r in readable:
                 self._drain_pokes()
 
+    def _drain(self, pubsub: Any) -> None:
+        """Dispatch everything already readable, redis-py's buffer included."""
+        while (message := pubsub.get_message(timeout=0.0)) is not None:
+            self._dispatch(message)
+
     def _dispatch(self, message: Any) -> None:
         kind = message["type"]
+        if isinstance(kind, bytes):
+            kind = kind.decode()
         channel = message["channel"]
         if isinstance(channel, str):
             channel = channel.encode()
-        if kind in {"subscribe", b"subscribe"}:
+        deploy = self._deploy
+        if kind == deploy.subscribe:
             self._confirm(channel)
-        elif kind in {"message", b"message"}:
+        elif kind == deploy.message:
             data = message["data"]
             self._wake(channel, data.encode() if isinstance(data, str) else data)
+        elif kind == deploy.unsubscribe:
+            with self._lock:
+                # Not asked for (ours leave _live when sent): the server moved
+                # the channel's slot away. Subscribe again where it lives now.
+                moved = channel in self._live
+                if moved:
+                    self._live.discard(channel)
+                    self._sent.pop(channel, None)
+                    self._where.pop(channel, None)
+            if moved:
+                with contextlib.suppress(Exception):
+                    deploy.refresh()
+                self._wake(channel)
 
     def _run(self) -> None:
         backoff = 0.05
         while not self._stop.is_set():
-            client: Any = self._client  # redis-py types pubsub() in some releases only
-            pubsub = client.pubsub()
+            conns: dict[Hashable, Any] = {}
             started = time.monotonic()
             try:
                 with self._lock:
-                    # A new connection: every wanted channel is subscribed anew.
+                    # New connections: every wanted channel is subscribed anew.
                     self._sent.clear()
                     self._live.clear()
-                self._serve(pubsub)
+                    self._where.clear()
+                self._serve(conns)
             except Exception as exc:
                 # Whatever happened, keep listening: the waiters re-check on
                 # their own meanwhile, and are woken now to do so at once.
@@ -263,10 +339,11 @@ class _Listener:
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 1.0)
             finally:
-                try:
-                    pubsub.close()
-                except Exception:
-                    _log.debug("closing the listener's pub/sub connection failed", exc_info=True)
+                for pubsub in conns.values():
+                    try:
+                        pubsub.close()
+                    except Exception:
+                        _log.debug("closing a listener's pub/sub connection failed", exc_info=True)
 
     def close(self) -> None:
         with self._lock:

@@ -120,4 +120,4 @@ def spawn() -> Iterator[Callable[..., Worker]]:
 
 
 # Cluster and Sentinel topologies (tests/redis/topology.py).
-from topology import cluster, sentinel  # noqa: E402, F401 - fixtures, registered by import
+from topology import cluster, sentinel, shared_cluster  # noqa: E402, F401 - fixtures, registered by import

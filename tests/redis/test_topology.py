@@ -33,9 +33,15 @@ def test_a_cluster_forms_with_three_masters_and_fails_over(cluster: Cluster) -> 
 def test_sentinel_names_the_replica_after_the_master_is_killed(sentinel: Sentinels) -> None:
     s = Sentinel(sentinel.addresses, socket_timeout=1)
     master = s.master_for(sentinel.NAME, socket_timeout=1)
-    master.set("k", "v")
-    assert master.wait(1, 2000) == 1  # replicated before the crash
-    old_port = sentinel.master.port
-    sentinel.kill_master_and_wait_for_failover()
-    assert sentinel.current_master_port() != old_port
-    assert s.master_for(sentinel.NAME, socket_timeout=1).get("k") == b"v"
+    try:
+        master.set("k", "v")
+        assert master.wait(1, 2000) == 1  # replicated before the crash
+        old_port = sentinel.master.port
+        sentinel.kill_master_and_wait_for_failover()
+        assert sentinel.current_master_port() != old_port
+        assert master.get("k") == b"v"  # the same client, now on the promoted replica
+    finally:
+        master.close()
+        master.connection_pool.disconnect()
+        for client in s.sentinels:
+            client.close()

@@ -19,7 +19,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from redis_servers import free_port, server_binary, unavailable
@@ -325,27 +325,31 @@ def _binary() -> str:
     return binary  # type: ignore[return-value]
 
 
+def _running(kind: type[Cluster | Sentinels], prefix: str) -> Iterator[Any]:
+    """Start a topology in a directory of its own; stop it (by pid) and remove the directory after."""
+    root = Path(tempfile.mkdtemp(prefix=prefix))
+    topology = kind(_binary(), root)
+    try:
+        topology.start()
+        yield topology
+    finally:
+        topology.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def shared_cluster() -> Iterator[Cluster]:
+    """One cluster for the whole run, for the tests that kill nothing and move no slot."""
+    yield from _running(Cluster, "sf-cluster-")
+
+
 @pytest.fixture
 def cluster() -> Iterator[Cluster]:
     """A fresh 3-master cluster with a replica per master; a test may kill its nodes."""
-    root = Path(tempfile.mkdtemp(prefix="sf-cluster-"))
-    c = Cluster(_binary(), root)
-    try:
-        c.start()
-        yield c
-    finally:
-        c.stop()
-        shutil.rmtree(root, ignore_errors=True)
+    yield from _running(Cluster, "sf-cluster-")
 
 
 @pytest.fixture
 def sentinel() -> Iterator[Sentinels]:
     """A fresh master, replica and 3 sentinels; a test may kill the master."""
-    root = Path(tempfile.mkdtemp(prefix="sf-sentinel-"))
-    s = Sentinels(_binary(), root)
-    try:
-        s.start()
-        yield s
-    finally:
-        s.stop()
-        shutil.rmtree(root, ignore_errors=True)
+    yield from _running(Sentinels, "sf-sentinel-")
