@@ -30,6 +30,7 @@ from ._errors import (
     RemoteFlightError,
     ResultSerializationError,
     UnstableKeyError,
+    WireFormatError,
 )
 from ._group import RedisGroup, RedisStats
 from ._keys import key_name
@@ -47,6 +48,7 @@ __all__ = [
     "ResultSerializationError",
     "Serializer",
     "UnstableKeyError",
+    "WireFormatError",
     "current_fence",
     "key_name",
 ]

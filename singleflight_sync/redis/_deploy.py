@@ -28,7 +28,7 @@ from redis.exceptions import (
     ResponseError,
 )
 from redis.retry import Retry
-from redis.sentinel import Sentinel
+from redis.sentinel import Sentinel, SentinelConnectionPool
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Hashable
@@ -160,8 +160,7 @@ def deployment_for(client: Any) -> _Deployment:
     """The strategy for ``client``: a cluster, a Sentinel-managed master (rides out failovers), or one server."""
     if isinstance(client, RedisCluster):
         return _ClusterDeployment(client, failover=True)
-    pool = getattr(client, "connection_pool", None)
-    return _Deployment(client, failover=type(pool).__name__ == "SentinelConnectionPool")
+    return _Deployment(client, failover=isinstance(getattr(client, "connection_pool", None), SentinelConnectionPool))
 
 
 def _retry() -> Retry:

@@ -66,8 +66,8 @@ class RedisConfigurationError(SingleFlightError):
     """Redis refused this group's commands because of its settings: fix them.
 
     A wrong password, an ACL that does not allow the group's commands
-    (``EVALSHA``/``EVAL``, ``PUBLISH``, ``SUBSCRIBE``, ``GET``, ``DEL``), or a TLS
-    misconfiguration. Unlike an outage this never falls back to running the
+    (``EVALSHA``/``EVAL`` and those its scripts run, ``SUBSCRIBE``; the
+    how-to lists them), or a TLS misconfiguration. Unlike an outage this never falls back to running the
     work per process: it would hide the mistake. ``__cause__`` is the redis-py
     error.
     """
@@ -82,6 +82,29 @@ class RedisConfigurationError(SingleFlightError):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.key, self.reason))
+
+
+class WireFormatError(SingleFlightError):
+    """A worker of an older release coordinates this key in the same namespace: give the new release its own.
+
+    Workers of singleflight_sync 0.1.0 named a key's lease ``<ns>:lock:<key>``
+    and its outcome ``<ns>:result:<key>``; this release uses wire format
+    ``v1`` (``<ns>:v1:{<tag>}:...``), so the two cannot share a flight. Rather
+    than run the work beside them without a word, a ``v1`` caller that finds
+    such a key raises this error (the work does not run).
+    """
+
+    def __init__(self, key: Any, namespace: str) -> None:
+        self.key = key
+        self.namespace = namespace
+        super().__init__(
+            f"a worker of an older singleflight_sync release (wire format before v1) is coordinating key "
+            f"{show_key(key)} in namespace {namespace!r}, and old and new workers cannot share a flight; give the "
+            "new release its own namespace= during the rolling deploy, or drain the old workers first"
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.key, self.namespace))
 
 
 class ResultSerializationError(SingleFlightError):

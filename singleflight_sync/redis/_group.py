@@ -31,7 +31,6 @@ import time
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
-from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from singleflight_sync._errors import FlightTimeoutError
@@ -45,6 +44,7 @@ from ._errors import (
     RedisUnavailableError,
     RemoteFlightError,
     ResultSerializationError,
+    WireFormatError,
     _error_record,
     _RemoteTraceback,
 )
@@ -267,7 +267,11 @@ class RedisGroup(Group[K, V]):
             publish=0 if self._drop_publishes else 1,
             inline_max=INLINE_MAX,
             publish_command=self._deploy.publish,
+            # 0.1.0 could not run on a cluster (its scripts crossed slots), and
+            # its key names would cross slots here too: checked elsewhere only.
+            legacy=0 if self._deploy.sharded else 1,
         )
+        self._legacy = not self._deploy.sharded
         self._acquire = client.register_script(acquire)
         self._finish = client.register_script(finish)
         self._renewer = _Renewer(client.register_script(extend), self._lease_ms)
@@ -479,6 +483,8 @@ class RedisGroup(Group[K, V]):
                 if waiter is not None:
                     listener.clear(waiter)
                 keys = [names.lock, names.fence, names.linger, names.result(awaited) if awaited else names.lock]
+                if self._legacy:
+                    keys += names.legacy
                 argv = [token, awaited]
                 try:
                     reply = bounded(
@@ -491,9 +497,11 @@ class RedisGroup(Group[K, V]):
                             self._timeouts += 1
                         raise FlightTimeoutError(key, timeout or 0.0) from None
                     return self._unavailable(key, exc, fn, args, kwargs)
-                except RedisError as exc:
+                except REDIS_ERRORS as exc:
                     return self._unavailable(key, exc, fn, args, kwargs)
                 status = int(reply[0])
+                if status == 3:
+                    raise WireFormatError(key, self._ns)
                 if status == 1:
                     # The outcome of the very flight we waited on (or, with
                     # linger=, a landed one): never another flight's.
@@ -611,7 +619,7 @@ class RedisGroup(Group[K, V]):
                 key,
             )
             return
-        except RedisError as exc:
+        except REDIS_ERRORS as exc:
             # The work is done and this process has its outcome; the others
             # take over when the lease, no longer renewed, expires.
             _log.warning("could not store the outcome of the flight for key %r in Redis: %r", key, exc)
@@ -670,7 +678,7 @@ class RedisGroup(Group[K, V]):
         return fn(*args, **kwargs)
 
     def _unavailable(
-        self, key: Any, exc: RedisError, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+        self, key: Any, exc: Exception, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
         if is_configuration_error(exc):
             raise RedisConfigurationError(key, f"{type(exc).__name__}: {exc}") from exc

@@ -31,11 +31,15 @@ FENCE_TTL_MS = 30 * 24 * 3600 * 1000
 # KEYS[1], ``<base>:lock``, by replacing its last word.
 
 # KEYS: lock, fence, linger, the result of the awaited flight (the lock again
-# when there is none). ARGV: token, the awaited fence ('' for none).
+# when there is none); with @LEGACY@ (not in a cluster), the lock and result
+# names of release 0.1.0 (wire format before v1). ARGV: token, the awaited
+# fence ('' for none).
 # {1, payload}: the awaited flight's outcome, or a lingering one.
 # {0, fence}: the lease is ours, for flight number ``fence``.
 # {2, pttl, "token:fence"}: another process runs flight ``fence``.
+# {3}: a worker of release 0.1.0 coordinates this key: refuse, never run beside it.
 _ACQUIRE = """
+if @LEGACY@ == 1 and redis.call('EXISTS', KEYS[5], KEYS[6]) > 0 then return {3} end
 if ARGV[2] ~= '' then
   local r = redis.call('GET', KEYS[4])
   if r then return {1, r} end

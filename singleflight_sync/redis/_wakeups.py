@@ -59,6 +59,7 @@ class _Listener:
 
     def __init__(self, deploy: _Deployment) -> None:
         self._deploy = deploy
+        self._failures = 0  # connection failures in a row: the listener thread's own, never shared
         # _lock protects every field below and the waiters' message lists; the
         # condition is notified when a subscription is confirmed. It is never
         # held while calling out (Redis, a socket, an event of a caller).
@@ -131,9 +132,10 @@ class _Listener:
         return None
 
     def clear(self, waiter: _Waiter) -> None:
+        # The event first: a message that lands in between still wakes the waiter.
+        waiter.event.clear()
         with self._lock:
             waiter.messages.clear()
-        waiter.event.clear()
 
     def outcome_for(self, waiter: _Waiter, fence: str) -> bytes | None:
         with self._lock:
@@ -181,6 +183,7 @@ class _Listener:
         return new, old
 
     def _confirm(self, channel: bytes) -> None:
+        self._failures = 0
         with self._confirmed:
             left = self._sent.get(channel, 0) - 1
             if left > 0:
@@ -195,9 +198,11 @@ class _Listener:
 
     def _next_timeout(self) -> float:
         with self._lock:
-            if not self._idle_since:
-                return 5.0
-            first = min(self._idle_since.values())
+            # Only confirmed channels are left (see _changes): an idle one still
+            # being subscribed is looked at again when its confirmation arrives.
+            first = min((t for c, t in self._idle_since.items() if c in self._live), default=None)
+        if first is None:
+            return 5.0
         return max(0.01, first + IDLE_GRACE - time.monotonic())
 
     def _drain_pokes(self) -> None:
@@ -258,7 +263,10 @@ class _Listener:
             self._wake(channel)
         with contextlib.suppress(Exception):
             self._deploy.refresh()  # in a cluster the slots may have moved
-        self._stop.wait(0.05)  # no busy loop while a server is down
+        # No busy loop while a server is down: 0.05 s, doubling to 1 s, until a
+        # subscription is confirmed again.
+        self._stop.wait(min(0.05 * 2**self._failures, 1.0))
+        self._failures = min(self._failures + 1, 5)
 
     def _serve(self, conns: dict[Hashable, Any]) -> None:
         """Subscribe, unsubscribe and dispatch on the connections (one per server) until the listener stops."""

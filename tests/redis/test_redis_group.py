@@ -682,3 +682,21 @@ def test_a_forked_child_starts_its_own_listener(redis_url, ns):
     )
     assert out.returncode == 0, out.stdout + out.stderr
     assert "child parent ran it" in out.stdout
+
+
+@pytest.mark.parametrize("kind", ["lock", "result"])
+def test_a_worker_of_the_previous_release_is_refused_loudly(make_group, client, kind):
+    """Old (0.1.0) and new workers in one namespace never silently stop sharing: the new one refuses."""
+    from singleflight_sync.redis import WireFormatError  # noqa: PLC0415
+
+    group = make_group()
+    # What a 0.1.0 worker writes while it runs a flight of "k" (its lock) or just after (its result).
+    legacy = f"{group.namespace}:{kind}:{key_name('k')}"
+    client.set(legacy, b"from a 0.1.0 worker", px=10_000)
+    ran = []
+    with pytest.raises(WireFormatError, match="namespace=") as raised:
+        group.do("k", lambda: ran.append(1))
+    assert ran == []
+    assert raised.value.key == "k"
+    client.delete(legacy)
+    assert group.do("k", lambda: "ran") == "ran"  # once the old workers are gone
