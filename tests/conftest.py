@@ -23,7 +23,7 @@ _HERE = str(Path(__file__).resolve().parent)
 if _HERE not in sys.path:
     sys.path.insert(0, _HERE)
 
-from redis_servers import RedisServer, server_binary, unavailable  # noqa: E402 - after the sys.path set-up above
+from redis_servers import own_server  # noqa: E402 - after the sys.path set-up above
 
 from singleflight_sync import Group  # noqa: E402
 
@@ -71,12 +71,5 @@ def redis_url() -> Iterator[str]:
     if url:
         yield url
         return
-    binary = server_binary()
-    if binary is None:
-        unavailable("no SINGLEFLIGHT_REDIS_URL and no redis-server binary to start one")
-    server = RedisServer(binary)  # type: ignore[arg-type]
-    server.start()
-    try:
+    with own_server("no SINGLEFLIGHT_REDIS_URL and no redis-server binary to start one") as server:
         yield server.url
-    finally:
-        server.stop()

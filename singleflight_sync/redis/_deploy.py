@@ -111,30 +111,28 @@ class _ClusterDeployment(_Deployment):
     unsubscribe = "sunsubscribe"
     message = "smessage"
 
-    def _node(self, key: str | bytes) -> Any:
+    def _lookup(self, find: Callable[[], Any], what: str) -> Any:
+        """The node ``find()`` names, looking again after a slot-map refresh if it names none now."""
         try:
-            node: Any = self.client.get_node_from_key(key)
+            node = find()
             if node is None or node.redis_connection is None:
                 self.refresh()
-                node = self.client.get_node_from_key(key)
+                node = find()
         except RedisClusterException as exc:  # not a RedisError: told as the outage it is
             raise redis.ConnectionError(str(exc)) from exc
         if node is None or node.redis_connection is None:
-            msg = f"no cluster node serves the slot of {key!r}"
+            msg = f"no cluster node serves {what}"
             raise redis.ConnectionError(msg)
         return node
+
+    def _node(self, key: str | bytes) -> Any:
+        return self._lookup(lambda: self.client.get_node_from_key(key), f"the slot of {key!r}")
 
     def pool_for(self, key: str) -> Any:
         return self._node(key).redis_connection.connection_pool
 
     def pool_at(self, host: str, port: int) -> Any:
-        node = self.client.get_node(host=host, port=port)
-        if node is None or node.redis_connection is None:
-            self.refresh()
-            node = self.client.get_node(host=host, port=port)
-        if node is None or node.redis_connection is None:
-            msg = f"the cluster has no node at {host}:{port}"
-            raise redis.ConnectionError(msg)
+        node = self._lookup(lambda: self.client.get_node(host=host, port=port), f"{host}:{port}")
         return node.redis_connection.connection_pool
 
     def refresh(self) -> None:
@@ -214,14 +212,9 @@ def _client_from(value: object) -> tuple[Any, bool]:
         if not value:
             raise ValueError("client_or_url must be a redis.Redis client or a non-empty URL, got ''")
         return _client_from_url(value), True
-    if isinstance(value, RedisCluster):
-        cluster: Any = value  # redis-py leaves RedisCluster.get_connection_kwargs untyped
-        if cluster.get_connection_kwargs().get("decode_responses"):
-            msg = "client_or_url must be a client with decode_responses=False: results are stored as bytes"
-            raise ValueError(msg)
-        return value, False
-    if isinstance(value, redis.Redis):
-        if value.get_connection_kwargs().get("decode_responses"):  # pyright: ignore[reportUnknownMemberType]
+    if isinstance(value, (redis.Redis, RedisCluster)):
+        client: Any = value  # redis-py leaves RedisCluster.get_connection_kwargs untyped
+        if client.get_connection_kwargs().get("decode_responses"):
             msg = "client_or_url must be a client with decode_responses=False: results are stored as bytes"
             raise ValueError(msg)
         return value, False

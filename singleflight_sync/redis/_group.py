@@ -249,29 +249,27 @@ class RedisGroup(Group[K, V]):
         self._deploy = deployment_for(client)
         self._ns = namespace
         self._lease_ms = round(lease * 1000)
-        self._result_ms = round(result_ttl * 1000)
-        self._linger_ms = round(linger * 1000)
-        self._linger_errors = linger_errors
+        linger_ms = round(linger * 1000)
         self._recheck = recheck
         self._serializer = serializer
         self._rerun = on_error == "rerun"
         self._raise_unavailable = on_unavailable == "raise"
         self._drop_publishes = os.environ.get(DROP_PUBLISH_ENV, "") not in ("", "0")
+        # 0.1.0 could not run on a cluster (its scripts crossed slots), and its
+        # key names would cross slots here too: they are checked elsewhere only.
+        self._legacy = not self._deploy.sharded
         acquire, extend, finish = scripts(
             lease_ms=self._lease_ms,
-            linger=1 if self._linger_ms else 0,
+            linger=1 if linger_ms else 0,
             fence_ttl_ms=FENCE_TTL_MS,
-            result_ms=self._result_ms,
-            linger_ms=self._linger_ms,
+            result_ms=round(result_ttl * 1000),
+            linger_ms=linger_ms,
             linger_errors=1 if linger_errors else 0,
             publish=0 if self._drop_publishes else 1,
             inline_max=INLINE_MAX,
             publish_command=self._deploy.publish,
-            # 0.1.0 could not run on a cluster (its scripts crossed slots), and
-            # its key names would cross slots here too: checked elsewhere only.
-            legacy=0 if self._deploy.sharded else 1,
+            legacy=1 if self._legacy else 0,
         )
-        self._legacy = not self._deploy.sharded
         self._acquire = client.register_script(acquire)
         self._finish = client.register_script(finish)
         self._renewer = _Renewer(client.register_script(extend), self._lease_ms)
@@ -484,7 +482,7 @@ class RedisGroup(Group[K, V]):
                     listener.clear(waiter)
                 keys = [names.lock, names.fence, names.linger, names.result(awaited) if awaited else names.lock]
                 if self._legacy:
-                    keys += names.legacy
+                    keys += names.legacy()
                 argv = [token, awaited]
                 try:
                     reply = bounded(

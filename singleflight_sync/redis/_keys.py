@@ -90,7 +90,7 @@ class _Names:
     publishes ``<fence>:<outcome>`` on it (the outcome only when it is small).
     """
 
-    __slots__ = ("base", "done", "fence", "legacy", "linger", "lock", "name")
+    __slots__ = ("base", "done", "fence", "linger", "lock", "name", "ns")
 
     def __init__(self, ns: str, name: str) -> None:
         self.name = name
@@ -100,8 +100,11 @@ class _Names:
         self.fence = self.base + ":fence"
         self.linger = self.base + ":linger"
         self.done = self.base + ":done"
-        # Where a worker of release 0.1.0 kept this key's lease and outcome.
-        self.legacy = [f"{ns}:lock:{name}", f"{ns}:result:{name}"]
+        self.ns = ns
+
+    def legacy(self) -> list[str]:
+        """Where a worker of release 0.1.0 kept this key's lease and outcome (no hash tag)."""
+        return [f"{self.ns}:lock:{self.name}", f"{self.ns}:result:{self.name}"]
 
     def result(self, fence: int | str) -> str:
         return f"{self.base}:result:{fence}"

@@ -122,15 +122,6 @@ class _Listener:
         with self._confirmed:
             return self._confirmed.wait_for(lambda: channel in self._live, timeout)
 
-    @staticmethod
-    def take(waiter: _Waiter, fence: str) -> bytes | None:
-        """The outcome that flight ``fence``'s message carried to ``waiter``, if it came inline."""
-        prefix = fence.encode() + b":"
-        for message in waiter.messages:
-            if message.startswith(prefix) and len(message) > len(prefix):
-                return message[len(prefix) :]
-        return None
-
     def clear(self, waiter: _Waiter) -> None:
         # The event first: a message that lands in between still wakes the waiter.
         waiter.event.clear()
@@ -138,8 +129,13 @@ class _Listener:
             waiter.messages.clear()
 
     def outcome_for(self, waiter: _Waiter, fence: str) -> bytes | None:
+        """The outcome that flight ``fence``'s message carried to ``waiter``, if it came inline."""
+        prefix = fence.encode() + b":"
         with self._lock:
-            return self.take(waiter, fence)
+            for message in waiter.messages:
+                if message.startswith(prefix) and len(message) > len(prefix):
+                    return message[len(prefix) :]
+        return None
 
     @property
     def received(self) -> int:

@@ -20,7 +20,7 @@ import pytest
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
-from redis_servers import RedisServer, server_binary, unavailable
+from redis_servers import RedisServer, own_server
 
 WORKER = Path(__file__).with_name("redis_worker.py")
 
@@ -28,15 +28,10 @@ WORKER = Path(__file__).with_name("redis_worker.py")
 @pytest.fixture
 def private_server() -> Iterator[RedisServer]:
     """A server of this test's own, which it may stop and restart."""
-    binary = server_binary()
-    if binary is None:
-        unavailable("no redis-server binary (set SINGLEFLIGHT_REDIS_SERVER) for a test that restarts a server")
-    server = RedisServer(binary)  # type: ignore[arg-type]
-    server.start()
-    try:
+    with own_server(
+        "no redis-server binary (set SINGLEFLIGHT_REDIS_SERVER) for a test that restarts a server"
+    ) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

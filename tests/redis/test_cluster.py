@@ -23,6 +23,7 @@ import pytest
 redis = pytest.importorskip("redis")
 
 from failover_worker import failover_round  # noqa: E402 - tests/redis is on sys.path
+from flights import lead_and_follow  # noqa: E402
 from redis.cluster import RedisCluster  # noqa: E402 - after the skip
 
 from singleflight_sync.redis import RedisGroup  # noqa: E402
@@ -155,36 +156,18 @@ def test_a_follower_listens_only_on_the_keys_master(shared_cluster: Cluster, ns:
     """Sharded wake-ups: a waiting process subscribes on the master of the key's slot, nowhere else."""
     url = _url(shared_cluster)
     with RedisGroup(url, namespace=ns) as leader, RedisGroup(url, namespace=ns, recheck=10, result_ttl=10) as follower:
-        release, started = threading.Event(), threading.Event()
-
-        def work() -> str:
-            started.set()
-            assert release.wait(30)
-            return "v"
-
-        got: list[str] = []
-        lead = threading.Thread(target=lambda: got.append(leader.do("k", work)))
-        lead.start()
-        assert started.wait(30)
-        follow = threading.Thread(target=lambda: got.append(follower.do("k", lambda: "follower ran it")))
-        follow.start()
+        _, got, finish = lead_and_follow(leader, follower, "k", "v")
         channel = follower.redis_key("k", "done")
         rc = _client(shared_cluster)
         try:
             owner = rc.get_node_from_key(channel)
-            deadline = time.monotonic() + 10
-            while not follower._listener.live(channel.encode()):
-                assert time.monotonic() < deadline
-                time.sleep(0.005)
             counts = {node.name: _shard_subscribers(node.port, channel) for node in rc.get_primaries()}
         finally:
             rc.close()
         started_wait = time.monotonic()
-        release.set()
-        lead.join(30)
-        follow.join(30)
+        finish()
         assert time.monotonic() - started_wait < 5  # woken by the sharded publish, not the 10 s re-check
-        assert got == ["v", "v"]
+        assert sorted(got) == [("follower", "v"), ("leader", "v")]
         assert counts[owner.name] == 1
         assert sum(counts.values()) == 1
         assert follower._listener.received == 1

@@ -6,9 +6,10 @@ would, so groups of one test process stand for processes here.
 
 from __future__ import annotations
 
-import threading
 import time
 from typing import TYPE_CHECKING, Any
+
+from flights import lead_and_follow, wait_until
 
 from singleflight_sync.redis._wakeups import INLINE_MAX
 
@@ -16,54 +17,16 @@ if TYPE_CHECKING:
     import redis
 
 
-def _wait_until(condition: Any, what: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.002)
-
-
-def _remote_waits(group: Any) -> int:
-    with group._lock:
-        return int(group._remote_waits)
-
-
 def _evalsha_calls(client: redis.Redis) -> int:
     stats: Any = client.info("commandstats")
     return int(stats.get("cmdstat_evalsha", {}).get("calls", 0)) + int(stats.get("cmdstat_eval", {}).get("calls", 0))
-
-
-def _lead_and_follow(leader: Any, follower: Any, key: str, value: Any) -> tuple[threading.Event, list[Any], Any]:
-    """Start a flight of ``key`` in ``leader`` that runs until released, and a follower in ``follower``."""
-    release = threading.Event()
-    started = threading.Event()
-
-    def work() -> Any:
-        started.set()
-        assert release.wait(10)
-        return value
-
-    got: list[Any] = []
-    lead = threading.Thread(target=lambda: got.append(("leader", leader.do(key, work))))
-    lead.start()
-    assert started.wait(10)
-    follow = threading.Thread(target=lambda: got.append(("follower", follower.do(key, lambda: "follower ran it"))))
-    follow.start()
-    _wait_until(lambda: _remote_waits(follower) == 1, "the follower to wait on the flight")
-
-    def finish() -> None:
-        release.set()
-        lead.join(10)
-        follow.join(10)
-
-    return release, got, finish
 
 
 def test_a_small_outcome_travels_in_the_wake_up(make_group, client):
     """A woken follower sends no command: the leader's finish is the only script run."""
     leader, follower = make_group(recheck=10, result_ttl=10), make_group(recheck=10, result_ttl=10)
     value = {"price": 101.5, "levels": (1, 2, 3)}
-    _, got, finish = _lead_and_follow(leader, follower, "small", value)
+    _, got, finish = lead_and_follow(leader, follower, "small", value)
     before = _evalsha_calls(client)
     finish()
     assert sorted(got, key=str) == [("follower", value), ("leader", value)]
@@ -74,7 +37,7 @@ def test_a_small_outcome_travels_in_the_wake_up(make_group, client):
 def test_a_large_outcome_is_read_after_the_wake_up(make_group, client):
     leader, follower = make_group(recheck=10, result_ttl=10), make_group(recheck=10, result_ttl=10)
     value = "x" * (INLINE_MAX + 1)
-    _, got, finish = _lead_and_follow(leader, follower, "large", value)
+    _, got, finish = lead_and_follow(leader, follower, "large", value)
     before = _evalsha_calls(client)
     started = time.monotonic()
     finish()
@@ -87,8 +50,8 @@ def test_a_wake_up_reaches_only_processes_that_wait_on_the_key(make_group):
     """Fan-out: a flight wakes the listeners that wait on its key, and no other."""
     leader = make_group()
     waits_on_a, waits_on_b = make_group(recheck=10, result_ttl=10), make_group(recheck=10, result_ttl=10)
-    _, got_a, finish_a = _lead_and_follow(leader, waits_on_a, "a", "A")
-    _, got_b, finish_b = _lead_and_follow(leader, waits_on_b, "b", "B")
+    _, got_a, finish_a = lead_and_follow(leader, waits_on_a, "a", "A")
+    _, got_b, finish_b = lead_and_follow(leader, waits_on_b, "b", "B")
     for i in range(50):  # flights nobody else waits on
         assert leader.do(f"other-{i}", str, i) == str(i)
     finish_a()
@@ -105,7 +68,7 @@ def test_an_idle_channel_is_left(make_group, client, monkeypatch):
 
     monkeypatch.setattr(_wakeups, "IDLE_GRACE", 0.05)
     leader, follower = make_group(), make_group(recheck=10, result_ttl=10)
-    _, _, finish = _lead_and_follow(leader, follower, "k", 1)
+    _, _, finish = lead_and_follow(leader, follower, "k", 1)
     channel = follower.redis_key("k", "done")
 
     def subscribers() -> int:
@@ -115,9 +78,9 @@ def test_an_idle_channel_is_left(make_group, client, monkeypatch):
     finish()
     # The listener leaves the channel once it has been idle for the grace period
     # (it wakes for it on its own: nothing else happens meanwhile).
-    _wait_until(lambda: subscribers() == 0, "the idle channel to be left")
+    wait_until(lambda: subscribers() == 0, "the idle channel to be left")
     # ... and subscribes again when a caller waits on the key again.
-    _, got, finish = _lead_and_follow(leader, follower, "k", 2)
+    _, got, finish = lead_and_follow(leader, follower, "k", 2)
     assert subscribers() == 1
     finish()
     assert ("follower", 2) in got
@@ -126,10 +89,10 @@ def test_an_idle_channel_is_left(make_group, client, monkeypatch):
 def test_a_killed_listener_connection_resubscribes_and_wakes(make_group, client):
     """The follower is woken by the publish after the listener reconnects, not by its re-check."""
     leader, follower = make_group(recheck=10, result_ttl=10), make_group(recheck=10, result_ttl=10)
-    _, got, finish = _lead_and_follow(leader, follower, "k", "v")
+    _, got, finish = lead_and_follow(leader, follower, "k", "v")
     channel = follower.redis_key("k", "done")
     assert client.client_kill_filter(_type="pubsub") >= 1
-    _wait_until(
+    wait_until(
         lambda: int(dict(client.pubsub_numsub(channel))[channel.encode()]) == 1,
         "the listener to subscribe again",
     )
