@@ -16,6 +16,7 @@ Example::
 from __future__ import annotations
 
 from ._cache import MISSING, CacheFiller, cache_fill
+from ._cachestate import FillerStats
 from ._decorator import BoundSingleFlightFunction, SingleFlightFunction, singleflight
 from ._errors import (
     FlightTimeoutError,
@@ -34,6 +35,7 @@ __all__ = [
     "BoundSingleFlightFunction",
     "CacheFiller",
     "CallInfo",
+    "FillerStats",
     "FlightRecord",
     "FlightStats",
     "FlightTimeoutError",

@@ -274,6 +274,10 @@ class Group(Generic[K, V]):
         self._detached: dict[int, _Flight] = {}
         _fork.register(self)
 
+    # True for a group whose flights span processes (RedisGroup): its keys
+    # must be plain data named the same way in every process.
+    _shares_across_processes: ClassVar[bool] = False
+
     # Called (outside the lock) when a submit() or do_async() caller joins a
     # running flight; None unless singleflight_sync.otel is instrumenting.
     _join_hook: ClassVar[Callable[[Group[Any, Any], _Flight, Future[Any]], None] | None] = None

@@ -11,6 +11,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import pickle
 import re
 import signal
 import subprocess
@@ -25,7 +26,19 @@ from typing import TYPE_CHECKING, Any, Literal
 if TYPE_CHECKING:
     from typing_extensions import Self  # typing.Self is 3.11+; only the checker reads this
 
-__all__ = ["EXAMPLE_DIR", "AppServer", "BurstResult", "burst", "http_json", "setup_db", "start_app_server"]
+__all__ = [
+    "EXAMPLE_DIR",
+    "AppServer",
+    "BurstResult",
+    "age_cached",
+    "burst",
+    "cached_quote_key",
+    "delete_cached",
+    "http_json",
+    "read_cached",
+    "setup_db",
+    "start_app_server",
+]
 
 EXAMPLE_DIR = Path(__file__).resolve().parent
 ServerKind = Literal["gunicorn", "gunicorn-gevent", "waitress"]
@@ -225,10 +238,17 @@ def _wait_ready(server: AppServer, timeout: float) -> None:
 
 @dataclasses.dataclass
 class BurstResult:
-    """What ``n`` simultaneous requests got: per request (status, body, seconds), and the burst's wall time."""
+    """What ``n`` simultaneous requests got: per request (status, body, seconds), and the burst's wall time.
+
+    ``released`` is when the Barrier let the clients go and ``spans`` each
+    request's (start, end), all ``time.monotonic()`` seconds: the clock of the
+    exchange's ``intervals``, so a test can line requests up with upstream calls.
+    """
 
     responses: list[tuple[int, Any, float]]
     elapsed: float
+    released: float = 0.0
+    spans: list[tuple[float, float]] = dataclasses.field(default_factory=list)
 
     @property
     def statuses(self) -> dict[int, int]:
@@ -266,17 +286,20 @@ def burst(url: str, n: int = 200, *, timeout: float = 30.0) -> BurstResult:
     # The Barrier's action runs once every party has arrived and before any is released, so
     # ``released`` is no later than the first request: ``elapsed`` covers the whole burst.
     released: list[float] = []
-    barrier = threading.Barrier(n + 1, action=lambda: released.append(time.perf_counter()))
+    barrier = threading.Barrier(n + 1, action=lambda: released.append(time.monotonic()))
     responses: list[tuple[int, Any, float]] = [(0, "not run", 0.0)] * n
+    spans: list[tuple[float, float]] = [(0.0, 0.0)] * n
 
     def client(i: int) -> None:
         barrier.wait(timeout=timeout)
-        start = time.perf_counter()
+        start = time.monotonic()
         try:
             status, body = http_json(url, timeout=timeout)
         except OSError as exc:
             status, body = 0, f"{type(exc).__name__}: {exc}"
-        responses[i] = (status, body, time.perf_counter() - start)
+        end = time.monotonic()
+        responses[i] = (status, body, end - start)
+        spans[i] = (start, end)
 
     threads = [threading.Thread(target=client, args=(i,), name=f"burst-{i}") for i in range(n)]
     for thread in threads:
@@ -284,4 +307,65 @@ def burst(url: str, n: int = 200, *, timeout: float = 30.0) -> BurstResult:
     barrier.wait(timeout=timeout)
     for thread in threads:
         thread.join(timeout + 5)
-    return BurstResult(responses, time.perf_counter() - released[0])
+    return BurstResult(responses, time.monotonic() - released[0], released[0], spans)
+
+
+# The cached quotes of the "swr" and "blocking" aliases live in Redis under
+# Django's RedisCache key "<KEY_PREFIX>:<version>:<key>", pickled. Tests and
+# run.py read them and age them here with redis-py, as another process would.
+
+
+def cached_quote_key(alias: str, symbol: str, *, prefix: str = "price-service") -> str:
+    """The Redis key of ``symbol``'s quote in the cache ``alias``, for ``PRICE_SERVICE_CACHE_PREFIX=prefix``."""
+    return f"{prefix}:{alias}:1:price:{symbol}"
+
+
+def read_cached(redis_url: str, key: str) -> Any:
+    """What Django's RedisCache keeps under ``key`` (an envelope dict for the ``"swr"`` alias), or None."""
+    import redis  # noqa: PLC0415  (only the cached endpoints need redis-py)
+
+    client = redis.Redis.from_url(redis_url)
+    try:
+        data = client.get(key)
+    finally:
+        client.close()
+    if data is None:
+        return None
+    try:
+        return int(data)  # RedisSerializer stores ints as they are, everything else pickled
+    except ValueError:
+        return pickle.loads(data)  # our own server, written by our own app
+
+
+def age_cached(redis_url: str, key: str, seconds: float) -> dict[str, Any]:
+    """Move the envelope under ``key`` ``seconds`` into the past (its ``created``); return the new envelope.
+
+    This is what the entry looks like ``seconds`` later, without waiting for
+    them. Redis's own expiry of the key is kept. Raises LookupError when
+    ``key`` holds no envelope.
+    """
+    import redis  # noqa: PLC0415  (only the cached endpoints need redis-py)
+
+    client = redis.Redis.from_url(redis_url)
+    try:
+        data = client.get(key)
+        envelope = pickle.loads(data) if data is not None else None
+        if not (isinstance(envelope, dict) and "created" in envelope):
+            msg = f"no envelope under {key!r}: {envelope!r}"
+            raise LookupError(msg)
+        envelope["created"] -= seconds
+        client.set(key, pickle.dumps(envelope, pickle.HIGHEST_PROTOCOL), keepttl=True)
+    finally:
+        client.close()
+    return envelope
+
+
+def delete_cached(redis_url: str, key: str) -> None:
+    """Remove ``key`` from Redis: what its expiry does when the cache's timeout has passed."""
+    import redis  # noqa: PLC0415  (only the cached endpoints need redis-py)
+
+    client = redis.Redis.from_url(redis_url)
+    try:
+        client.delete(key)
+    finally:
+        client.close()

@@ -14,6 +14,10 @@ also goes to ``/price-redis/``, whose flights every worker process shares
 through a ``RedisGroup``: without ``--redis`` a private redis-server is
 started on 127.0.0.1 (Debian's ``redis-server`` package) and stopped after.
 Each line reports the exchange calls, distinct answers (quotes) and latency.
+With Redis, four more bursts go to the cached quotes (``SingleFlightCache``
+around Django's ``RedisCache``): ``/price-cached/`` fresh, then expired (one
+rebuild per process, requests wait), and ``/price-swr/`` fresh, then stale
+(one background refresh for every process, requests do not wait).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -35,7 +40,7 @@ import exchange as exchange_mod
 import harness
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
 
 def main() -> int:
@@ -101,6 +106,7 @@ def _play(args: argparse.Namespace, redis_url: str) -> int:
         )
         harness.setup_db(db_path)
         print(f"database   {db_path} (seeded)")
+        prefix = f"price-service-demo-{uuid.uuid4().hex[:8]}"  # this run's cache keys, in a Redis that may be shared
         try:
             with harness.start_app_server(
                 args.server,
@@ -109,7 +115,7 @@ def _play(args: argparse.Namespace, redis_url: str) -> int:
                 db_path=db_path,
                 threads=args.threads,
                 workers=args.workers,
-                env={"PRICE_SERVICE_REDIS_URL": redis_url},
+                env={"PRICE_SERVICE_REDIS_URL": redis_url, "PRICE_SERVICE_CACHE_PREFIX": prefix},
             ) as app:
                 processes = f"{args.workers} worker processes x " if args.workers > 1 else ""
                 print(f"{args.server:<10} {app.url}  pid {app.pid}, {processes}{args.threads} threads")
@@ -125,6 +131,8 @@ def _play(args: argparse.Namespace, redis_url: str) -> int:
                     lines += [(f"/volume/{args.symbol}", "SQL queries"), (f"/volume-raw/{args.symbol}", "SQL queries")]
                 for path, what in lines:
                     _burst(app, exchange, path, what, args.requests)
+                if redis_url:
+                    _cached(app, exchange, redis_url, prefix, args)
         finally:
             exchange_mod.stop_exchange(exchange)
     print()
@@ -132,10 +140,52 @@ def _play(args: argparse.Namespace, redis_url: str) -> int:
     return 0
 
 
-def _burst(app: harness.AppServer, exchange: exchange_mod.Exchange, path: str, what: str, n: int) -> None:
+def _cached(
+    app: harness.AppServer, exchange: exchange_mod.Exchange, redis_url: str, prefix: str, args: argparse.Namespace
+) -> None:
+    """A cached quote under a burst: fresh, then expired without REFRESH_AFTER, then stale with it."""
+    print()
+    print(f"{args.requests} simultaneous GETs at a cached quote (SingleFlightCache around Django's RedisCache):")
+    n, symbol = args.requests, args.symbol
+    for alias, path in (("blocking", f"/price-cached/{symbol}"), ("swr", f"/price-swr/{symbol}")):
+        key = harness.cached_quote_key(alias, symbol, prefix=prefix)
+        harness.http_json(app.url + path)  # cached by this one request
+        _burst(app, exchange, path, "exchange calls", n, note="fresh: every request is a hit")
+        if alias == "blocking":
+            # Expired: Redis has dropped the key. Each process rebuilds it once, and its requests wait.
+            harness.delete_cached(redis_url, key)
+            _burst(app, exchange, path, "exchange calls", n, note="expired: one rebuild per process, requests wait")
+            continue
+        # Stale: aged past REFRESH_AFTER in Redis instead of waiting for it. Every request gets the
+        # stale quote at once (or the new one, once it lands); one refresh runs for every process.
+        aged = harness.age_cached(redis_url, key, 20.0)
+
+        def refreshed(key: str = key, created: float = aged["created"]) -> None:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                entry = harness.read_cached(redis_url, key)
+                if entry is not None and entry["created"] > created:
+                    return
+                time.sleep(0.02)
+
+        _burst(app, exchange, path, "exchange calls", n, note="stale: one refresh in the background", settle=refreshed)
+
+
+def _burst(  # noqa: PLR0913  (the last two are the cached lines' own)
+    app: harness.AppServer,
+    exchange: exchange_mod.Exchange,
+    path: str,
+    what: str,
+    n: int,
+    *,
+    note: str = "",
+    settle: Callable[[], None] | None = None,
+) -> None:
     exchange.reset()
     harness.http_json(f"{app.url}/stats/reset", method="POST")
     result = harness.burst(app.url + path, n)
+    if settle is not None:
+        settle()  # a background refresh still running: count its exchange call too
     seen = exchange.snapshot()
     _, stats = harness.http_json(f"{app.url}/stats")
     calls = seen["hits"] if what == "exchange calls" else stats["db_queries"]
@@ -144,7 +194,7 @@ def _burst(app: harness.AppServer, exchange: exchange_mod.Exchange, path: str, w
     print(
         f"  GET {path:<22} {result.ok:>4} ok {result.errors:>4} errors  {calls:>4} {what:<15}"
         f"{len(answers)} distinct answer(s)  p50 {result.latency_ms(50):4.0f} ms  p99 {result.latency_ms(99):4.0f} ms"
-        f"  wall {result.elapsed * 1000:4.0f} ms",
+        f"  wall {result.elapsed * 1000:4.0f} ms{f'  ({note})' if note else ''}",
     )
 
 

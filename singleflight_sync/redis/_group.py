@@ -198,6 +198,8 @@ class RedisGroup(Group[K, V]):
         price = group.do("BTCUSDT", fetch_price, "BTCUSDT")  # once across all workers
     """
 
+    _shares_across_processes = True
+
     def __init__(  # noqa: PLR0913 - keyword-only options, as Group's
         self,
         client_or_url: redis.Redis | redis.cluster.RedisCluster | str,

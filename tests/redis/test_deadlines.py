@@ -1,7 +1,7 @@
 """Every wait is bounded by the caller's deadline, also while the Redis server is frozen.
 
-The server is a real redis-server, SIGSTOPped for 3 s and for 8 s (a VM
-pause, a stuck host) and always SIGCONTed at the end. Followers with
+The server is a real redis-server, SIGSTOPped for 3 s (a VM pause, a stuck
+host) and always SIGCONTed at the end. Followers with
 timeout=2 must give up within 2.25 s; a leader whose work is done must
 return within FINISH_WAIT (+0.25 s) of finishing.
 """
@@ -67,9 +67,10 @@ def _held_leader(group: RedisGroup[Any, Any]) -> tuple[threading.Thread, threadi
     return thread, release, out
 
 
-@pytest.mark.parametrize(
-    ("source", "freeze"), [("url", 3.0), ("url", 8.0), ("client", 3.0), ("client", 8.0), ("call", 3.0)]
-)
+# A 3 s freeze already outlasts the 2.25 s bound: a wait that depended on the
+# server would end only when it thaws, and fail. Longer freezes (8 s was
+# tested) add time to the run, not strength to the test.
+@pytest.mark.parametrize(("source", "freeze"), [("url", 3.0), ("client", 3.0), ("call", 3.0)])
 def test_a_followers_timeout_holds_while_the_server_is_frozen(
     private_server: RedisServer, ns: str, freeze: float, source: str
 ) -> None:

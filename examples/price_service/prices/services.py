@@ -5,6 +5,11 @@ and ``query_volume`` behind ``@singleflight``: when 200 requests ask for
 BTCUSDT at once, the first runs the call and the other 199 wait for its
 result. Nothing is cached: the next request after the flight lands asks the
 exchange again.
+
+``get_price_cached`` does cache: it reads the quote through one of the two
+``SingleFlightCache`` aliases of ``settings.CACHES`` (with
+``PRICE_SERVICE_REDIS_URL``), ``"swr"`` (stale-while-revalidate, coordinated
+across processes) or ``"blocking"`` (callers wait for a missing quote).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import urllib.request
 from typing import Any
 
 from django.conf import settings
+from django.core.cache import caches
 from django.db.models import Avg, Count, F, Max, Min, Sum
 
 from singleflight_sync import singleflight
@@ -89,3 +95,22 @@ def shared_fetch() -> Any:
 def get_price_shared(symbol: str) -> dict[str, Any]:
     """:func:`fetch_price` with one flight per symbol across processes (needs ``settings.REDIS_URL``)."""
     return shared_fetch()(symbol)  # type: ignore[no-any-return]
+
+
+# Cached quotes: fetch_price behind a SingleFlightCache (settings.CACHES, with
+# settings.REDIS_URL). A quote is stored under this key for
+# settings.PRICE_CACHE_TIMEOUT seconds.
+def cache_key(symbol: str) -> str:
+    """The key of ``symbol``'s quote in the ``"swr"`` and ``"blocking"`` caches (before Django's KEY_PREFIX)."""
+    return f"price:{symbol}"
+
+
+def get_price_cached(symbol: str, alias: str) -> dict[str, Any]:
+    """``symbol``'s quote from the cache ``alias``, fetched from the exchange once when it is missing or stale.
+
+    ``"swr"`` serves a quote past ``PRICE_REFRESH_AFTER`` at once and refreshes
+    it in the background, once across processes; ``"blocking"`` makes callers
+    wait for a missing quote, rebuilt once per process.
+    """
+    cache = caches[alias]
+    return cache.get_or_set(cache_key(symbol), lambda: fetch_price(symbol), settings.PRICE_CACHE_TIMEOUT)  # type: ignore[no-any-return]

@@ -1,4 +1,4 @@
-"""JSON views: ``/price/<symbol>``, ``/volume/<symbol>``, their ``-raw`` twins, and counters."""
+"""JSON views: ``/price/<symbol>``, ``/volume/<symbol>``, their ``-raw`` twins, cached prices, and counters."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
+from django.core.cache import caches
 from django.http import HttpResponseNotAllowed, JsonResponse
 
 from . import db, services
@@ -52,6 +53,28 @@ def price_redis(request: HttpRequest, symbol: str) -> JsonResponse:
         return JsonResponse({"symbol": symbol, "error": exc.remote_message, "upstream_status": None}, status=502)
 
 
+def _price_cached(symbol: str, alias: str, mode: str) -> JsonResponse:
+    if not settings.REDIS_URL:
+        return JsonResponse({"error": f"set PRICE_SERVICE_REDIS_URL to serve /{mode}/"}, status=503)
+    from singleflight_sync.redis import RemoteFlightError  # noqa: PLC0415 - only with Redis
+
+    try:
+        return _price(symbol, lambda s: services.get_price_cached(s, alias), mode)
+    except RemoteFlightError as exc:
+        # A miss rebuilt by another worker process, whose exchange call failed: the same 502.
+        return JsonResponse({"symbol": symbol, "error": exc.remote_message, "upstream_status": None}, status=502)
+
+
+def price_swr(request: HttpRequest, symbol: str) -> JsonResponse:
+    """The cached quote; past ``PRICE_REFRESH_AFTER`` it is served stale while one refresh runs (all processes)."""
+    return _price_cached(symbol, "swr", "price-swr")
+
+
+def price_cached(request: HttpRequest, symbol: str) -> JsonResponse:
+    """The cached quote; a missing one is fetched once per process while that process's requests wait."""
+    return _price_cached(symbol, "blocking", "price-cached")
+
+
 def price_raw(request: HttpRequest, symbol: str) -> JsonResponse:
     return _price(symbol, services.fetch_price, "raw")
 
@@ -65,7 +88,12 @@ def volume_raw(request: HttpRequest, symbol: str) -> JsonResponse:
     return JsonResponse({"symbol": symbol, **services.query_volume(symbol)})
 
 
+def _cache_aliases() -> list[str]:
+    return ["swr", "blocking"] if settings.REDIS_URL else []
+
+
 def stats(request: HttpRequest) -> JsonResponse:
+    # The cache counters are this worker process's (FillerStats); another request may reach another process.
     return JsonResponse(
         {
             "pid": os.getpid(),
@@ -73,6 +101,7 @@ def stats(request: HttpRequest) -> JsonResponse:
             "db_queries": db.executions(),
             "get_price": services.get_price.stats()._asdict(),
             "get_volume": services.get_volume.stats()._asdict(),
+            "caches": {alias: caches[alias].filler.stats()._asdict() for alias in _cache_aliases()},
         },
     )
 
@@ -83,4 +112,6 @@ def reset_stats(request: HttpRequest) -> JsonResponse | HttpResponseNotAllowed:
     db.reset()
     services.get_price.group.reset_stats()
     services.get_volume.group.reset_stats()
+    for alias in _cache_aliases():
+        caches[alias].filler.reset_stats()
     return stats(request)
