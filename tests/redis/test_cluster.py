@@ -32,7 +32,7 @@ from singleflight_sync.redis._keys import _Names, key_name  # noqa: E402
 if TYPE_CHECKING:
     from topology import Cluster
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.timeout(120), pytest.mark.topology]
 
 ROOT = str(Path(__file__).resolve().parents[2])
 

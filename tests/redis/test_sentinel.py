@@ -26,7 +26,7 @@ from singleflight_sync.redis._keys import _Names, key_name  # noqa: E402
 if TYPE_CHECKING:
     from topology import Sentinels
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.timeout(120), pytest.mark.topology]
 
 
 def test_a_group_from_a_sentinel_url_or_client(sentinel: Sentinels, ns: str) -> None:

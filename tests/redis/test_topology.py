@@ -14,6 +14,8 @@ from redis.sentinel import Sentinel  # noqa: E402
 if TYPE_CHECKING:
     from topology import Cluster, Sentinels
 
+pytestmark = pytest.mark.topology
+
 
 def test_a_cluster_forms_with_three_masters_and_fails_over(cluster: Cluster) -> None:
     assert len(cluster.masters()) == 3
