@@ -29,7 +29,20 @@ from collections.abc import Callable, Hashable, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple, ParamSpec, TypeVar, cast
 
 from . import _cachestate as state
-from ._envelope import DEAD, EARLY, EXPIRED, FRESH, MARK, STALE, Entry, classify, open_envelope, tombstone, wrap
+from ._envelope import (
+    DEAD,
+    EARLY,
+    EXPIRED,
+    FRESH,
+    MARK,
+    STALE,
+    VERSION,
+    Entry,
+    classify,
+    open_envelope,
+    tombstone,
+    wrap,
+)
 from ._group import DEFAULT, Group, _check_timeout, _require_callable
 
 if TYPE_CHECKING:
@@ -295,7 +308,8 @@ class CacheFiller:
         self._on_refresh_error = on_refresh_error
         self._clock = clock
         self._mapping = isinstance(cache, Mapping)
-        self._get, self._set, self._delete = _adapt(cache, ttl, envelope=self._policy.envelope)
+        # The cache's get (MISSING on a miss), set and delete, each under ``lock`` when one is given.
+        self._read, self._write, self._delete = _adapt(cache, ttl, envelope=self._policy.envelope, lock=lock)
         # The state every filler of this cache shares in this process.
         self._shared = state.shared_for(self._scope)
 
@@ -365,6 +379,19 @@ class CacheFiller:
 
         A stale entry is served and its background refresh started here.
         """
+        if raw is not MISSING and not policy.beta and raw[MARK] == VERSION and "value" in raw:
+            # An envelope before its ttl, read without XFetch: what classify()
+            # calls FRESH or STALE (the hit paths), decided without an Entry.
+            created = raw["created"]
+            age = self._clock() - created
+            ttl = raw["ttl"]
+            if ttl is None or age < ttl:
+                if policy.refresh_after is None or age < policy.refresh_after:
+                    self._shared.count(state.HITS)
+                else:
+                    self._shared.count(state.STALE_HITS)
+                    self._refresh(key, build, created, policy)
+                return raw["value"], None
         entry = open_envelope(raw) if raw is not MISSING else None
         if not isinstance(entry, Entry):
             return MISSING, None  # a miss, a tombstone, or a format from a later release
@@ -382,7 +409,7 @@ class CacheFiller:
             return entry.value, None
         if kind == STALE or (kind == EARLY and policy.refresh_after is not None):
             self._shared.count(state.HITS if kind == EARLY else state.STALE_HITS)
-            self._refresh(key, build, entry, policy)
+            self._refresh(key, build, entry.created, policy)
             return entry.value, None
         if kind == EXPIRED:
             retry_at = self._shared.retry_at(state._Key(key))
@@ -394,8 +421,8 @@ class CacheFiller:
         # EXPIRED: rebuild, serving this entry only if that fails; DEAD: a miss.
         return MISSING, entry.created if kind != DEAD else None
 
-    def _refresh(self, key: Hashable, build: Callable[[], Any], entry: Entry, policy: _Policy) -> None:
-        """Start the key's background refresh, unless one runs or the key is backing off."""
+    def _refresh(self, key: Hashable, build: Callable[[], Any], created: float | None, policy: _Policy) -> None:
+        """Start the refresh of ``key`` (whose entry was ``created`` then), unless one runs or it is backing off."""
         flight_key = self._flight_key(key)
         if self.group.in_flight(flight_key):
             return  # the common case while a refresh runs: no handle to make and deliver
@@ -406,9 +433,7 @@ class CacheFiller:
         try:
             # Two callers may both pass the check above: submit() lets one
             # lead, and the other joins its flight instead of starting one.
-            handle = self.group.submit(
-                executor, flight_key, self._rebuild, key, build, entry.created, policy, refresh=True
-            )
+            handle = self.group.submit(executor, flight_key, self._rebuild, key, build, created, policy, refresh=True)
         except Exception:
             # The caller has its value; a refused refresh only leaves the entry stale.
             log.exception("could not start the refresh of cache key %r", key)
@@ -532,11 +557,8 @@ class CacheFiller:
     def _erase(self, key: Hashable, policy: _Policy) -> None:
         if policy.envelope and not self._mapping:
             self._write(key, tombstone(self._clock()), TOMBSTONE_TTL)
-        elif self._lock is None:
-            self._delete(key)
         else:
-            with self._lock:
-                self._delete(key)
+            self._delete(key)
 
     def stats(self) -> state.FillerStats:
         """Counters of every filler of this cache (the same ``scope``) in this process.
@@ -586,19 +608,6 @@ class CacheFiller:
     def _flight_key(self, key: Hashable) -> tuple[Any, Hashable, Hashable]:
         return (self._prefix, self._scope, key)
 
-    def _read(self, key: Hashable) -> Any:
-        if self._lock is None:
-            return self._get(key)
-        with self._lock:
-            return self._get(key)
-
-    def _write(self, key: Hashable, value: Any, expiry: Any) -> None:
-        if self._lock is None:
-            self._set(key, value, expiry)
-        else:
-            with self._lock:
-                self._set(key, value, expiry)
-
     def __repr__(self) -> str:
         return f"<{type(self).__name__} cache={type(self.cache).__name__} group={self.group!r}>"
 
@@ -635,10 +644,35 @@ def _takes_default(get: Callable[..., Any]) -> bool:
     return True
 
 
-def _adapt(
-    cache: Any, ttl: Any, *, envelope: bool
-) -> tuple[Callable[[Hashable], Any], Callable[[Hashable, Any, Any], object], Callable[[Hashable], object]]:
-    """Return ``get(key)`` (``MISSING`` on a miss), ``set(key, value, expiry)`` and ``delete(key)`` for ``cache``."""
+_Ops = tuple[Callable[[Hashable], Any], Callable[[Hashable, Any, Any], object], Callable[[Hashable], object]]
+
+
+def _adapt(cache: Any, ttl: Any, *, envelope: bool, lock: AbstractContextManager[Any] | None) -> _Ops:
+    """Return ``get(key)`` (``MISSING`` on a miss), ``set(key, value, expiry)`` and ``delete(key)`` for ``cache``.
+
+    With ``lock``, each holds it around its call of the cache.
+    """
+    read, store, delete = _cache_ops(cache, ttl, envelope=envelope)
+    if lock is None:
+        return read, store, delete
+
+    def locked_read(key: Hashable) -> Any:
+        with lock:
+            return read(key)
+
+    def locked_store(key: Hashable, value: Any, expiry: Any) -> object:
+        with lock:
+            return store(key, value, expiry)
+
+    def locked_delete(key: Hashable) -> object:
+        with lock:
+            return delete(key)
+
+    return locked_read, locked_store, locked_delete
+
+
+def _cache_ops(cache: Any, ttl: Any, *, envelope: bool) -> _Ops:
+    """:func:`_adapt` without a lock."""
     get = getattr(cache, "get", None)
     setter = getattr(cache, "set", None)
     is_mapping = isinstance(cache, Mapping)

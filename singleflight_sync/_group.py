@@ -535,7 +535,10 @@ class Group(Generic[K, V]):
         """Whether a flight for ``key`` is running now."""
         h = _hash_of(key)
         with self._lock:
-            return self._flight_of(h, key) is not None
+            slot = self._flights.get(h)
+            if type(slot) is _Flight:  # inline: this is the hot check of a stale cache read
+                return slot.key is key or slot.key == key
+            return slot is not None and self._flight_of(h, key) is not None
 
     def __contains__(self, key: object) -> bool:
         return self.in_flight(key)  # type: ignore[arg-type]

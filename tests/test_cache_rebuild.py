@@ -131,16 +131,18 @@ def test_a_late_miss_finds_the_stored_value_inside_the_flight(cache_and_options)
     missed = threading.Event()
     go_on = threading.Event()
 
-    class LateFiller(CacheFiller):
-        # The late caller's first read happens, then it is held between its miss and the flight.
-        def _read(self, key):
-            value = super()._read(key)
-            if not missed.is_set():
-                missed.set()
-                assert go_on.wait(10)
-            return value
+    late = CacheFiller(cache, group=group, scope=leader._scope, **options)
+    read = late._read
 
-    late = LateFiller(cache, group=group, scope=leader._scope, **options)
+    def held_read(key):
+        # The late caller's first read happens, then it is held between its miss and the flight.
+        value = read(key)
+        if not missed.is_set():
+            missed.set()
+            assert go_on.wait(10)
+        return value
+
+    late._read = held_read
     t = start(late.fill, "k", lambda: builds.append("late") or "late value")
     assert missed.wait(10)
     assert leader.fill("k", lambda: builds.append("leader") or "leader value") == "leader value"

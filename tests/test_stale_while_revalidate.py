@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from singleflight_sync import CacheFiller, Group
 from singleflight_sync import _cache as cache_mod
 from singleflight_sync._cachestate import REFRESH_THREADS
+from singleflight_sync._envelope import DEAD, EXPIRED, FRESH, STALE, Entry, classify, wrap
 from singleflight_sync.envelope import MARK, is_envelope, unwrap
 
 N = 50
@@ -336,6 +337,58 @@ def test_a_failing_background_refresh_keeps_serving_and_backs_off(clock, pool):
     quiet(filler.group)
     assert filler.fill("k", flaky) == "new"
     assert filler.stats().refreshes_failed == 1
+
+
+# -- every read agrees with classify() --------------------------------------------------
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    entry=st.tuples(  # the envelope's age and its stored ttl
+        st.one_of(st.floats(0.0, 400.0), st.sampled_from([0.0, 20.0, 50.0, 100.0, 150.0, 300.0])),
+        st.one_of(st.none(), st.sampled_from([50.0, 100.0]), st.floats(1.0, 300.0)),
+    ),
+    refresh_after=st.one_of(st.none(), st.sampled_from([20.0, 49.0]), st.floats(0.5, 49.0)),
+    stale_if_error=st.sampled_from([0.0, 50.0]),
+    use_async=st.booleans(),
+)
+def test_every_read_does_what_classify_says(entry, refresh_after, stale_if_error, use_async, pool):
+    """The hit path decides fresh and stale envelopes without classify(); it must agree with it at every age.
+
+    An envelope ``age`` seconds old, stored with its own ``stored_ttl``, is
+    read by a filler with ``refresh_after`` (or none) and ``stale_if_error``:
+    the value served, the counter moved and whether a refresh ran follow
+    from classify() (beta off, the default).
+    """
+    age, stored_ttl = entry
+    clock = Clock()
+    if refresh_after is None and stale_if_error == 0.0:
+        stale_if_error = 1.0  # some envelope option, or the filler would store plain values
+    filler = filler_for({}, clock, pool, ttl=50.0, refresh_after=refresh_after, stale_if_error=stale_if_error)
+    cache = filler.cache
+    cache["k"] = wrap("old", clock() - age, 0.5, stored_ttl)
+    kind = classify(
+        Entry("old", clock() - age, 0.5, stored_ttl),
+        clock(),
+        refresh_after=refresh_after,
+        stale_if_error=stale_if_error,
+        beta=0.0,
+    )
+
+    if use_async:
+        got = asyncio.run(filler.fill_async("k", lambda: "new"))
+    else:
+        got = filler.fill("k", lambda: "new")
+    quiet(filler.group)
+    stats = filler.stats()
+    if kind == FRESH:
+        assert (got, stats.hits, stats.stale_hits, stats.waits, stats.refreshes_started) == ("old", 1, 0, 0, 0)
+    elif kind == STALE:
+        assert (got, stats.hits, stats.stale_hits, stats.waits, stats.refreshes_started) == ("old", 0, 1, 0, 1)
+        assert unwrap(cache["k"], now=clock()) == "new"
+    else:  # EXPIRED or DEAD: this caller waited for the rebuild
+        assert kind in (EXPIRED, DEAD)
+        assert (got, stats.hits, stats.stale_hits, stats.waits, stats.refreshes_started) == ("new", 0, 0, 1, 0)
 
 
 # -- early refresh (XFetch) ------------------------------------------------------------
