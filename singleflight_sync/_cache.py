@@ -490,9 +490,10 @@ class CacheFiller:
 
     def _failed(self, key: Hashable, exc: Exception, entry: Entry) -> None:
         """A build failed and ``entry`` is served instead: back off, log, count and report it."""
-        failures, delay = self._shared.failed(state._Key(key), self._clock(), self._backoff, self._max_backoff)
+        now = self._clock()
+        failures, delay = self._shared.failed(state._Key(key), now, self._backoff, self._max_backoff)
         self._shared.count(state.REFRESHES_FAILED)
-        age = self._clock() - (entry.created or 0.0)
+        age = now - (entry.created or 0.0)
         # Logged once per attempt, and attempts are spaced by the backoff.
         log.warning(
             "rebuild of cache key %r failed (%d in a row): serving the value stored %.1fs ago, next try in %.1fs",

@@ -155,7 +155,8 @@ class Shared:
 HITS, STALE_HITS, WAITS, REFRESHES_STARTED, REFRESHES_FAILED = range(5)
 
 # _registry_lock protects _registry (a WeakValueDictionary is not
-# thread-safe). Scopes are wrapped in _Key, hashed before it is taken.
+# thread-safe). Scopes are wrapped in _Key, hashed before it is taken; a
+# scope's __eq__ runs under it only against a registered scope of the same hash.
 _registry_lock = threading.Lock()
 _registry: weakref.WeakValueDictionary[_Key, Shared] = weakref.WeakValueDictionary()
 

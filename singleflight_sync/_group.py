@@ -535,10 +535,7 @@ class Group(Generic[K, V]):
         """Whether a flight for ``key`` is running now."""
         h = _hash_of(key)
         with self._lock:
-            slot = self._flights.get(h)
-            if type(slot) is _Flight:  # inline: this is the hot check of a stale cache read
-                return slot.key is key or slot.key == key
-            return slot is not None and self._flight_of(h, key) is not None
+            return self._flight_of(h, key) is not None
 
     def __contains__(self, key: object) -> bool:
         return self.in_flight(key)  # type: ignore[arg-type]
@@ -590,8 +587,10 @@ class Group(Generic[K, V]):
         slot = self._flights.get(h)
         if slot is None:
             return None
+        if type(slot) is _Flight:  # the usual slot: one flight, no list to make
+            return slot if slot.key is key or slot.key == key else None
         flight: _Flight
-        for flight in _slot_flights(slot):
+        for flight in slot:
             if flight.key is key or flight.key == key:
                 return flight
         return None

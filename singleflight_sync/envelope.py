@@ -28,7 +28,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from ._envelope import MARK, VERSION, Entry, is_envelope, open_envelope
+from ._envelope import DEAD, MARK, VERSION, Entry, classify, is_envelope, open_envelope
 
 __all__ = ["MARK", "VERSION", "is_envelope", "unwrap"]
 
@@ -46,10 +46,8 @@ def unwrap(raw: Any, default: Any = None, *, now: float | None = None) -> Any:
     entry = open_envelope(raw)
     if not isinstance(entry, Entry):
         return default
-    if (
-        entry.ttl is not None
-        and entry.created is not None
-        and (time.time() if now is None else now) - entry.created >= entry.ttl
-    ):
+    now = time.time() if now is None else now
+    # Without stale_if_error, past ttl is DEAD: kept for a failing rebuild, not for plain reads.
+    if classify(entry, now, refresh_after=None, stale_if_error=0.0, beta=0.0) == DEAD:
         return default
     return entry.value
