@@ -811,18 +811,23 @@ class Group(Generic[K, V]):
                 flight.set_exception(error)
         if flight.handles is not None:
             starter = flight.starter
-            delivered = timeouts = abandoned = 0
+            timeouts = abandoned = 0
             for handle in flight.handles:
-                if _deliver(handle, value, error):
-                    delivered += handle is not starter
+                # _deliver() in two steps, so that the share is counted between them.
+                if handle.set_running_or_notify_cancel():
+                    if handle is not starter:
+                        # Counted before its caller can see the outcome, so
+                        # that a stats() it reads then includes its own share.
+                        with self._lock:
+                            self._shared += 1
+                    _complete(handle, value, error)
                 elif handle is not starter:
                     if handle.gave_up == "timeout":  # type: ignore[attr-defined]
                         timeouts += 1
                     else:
                         abandoned += 1
-            if delivered or timeouts or abandoned:
+            if timeouts or abandoned:
                 with self._lock:
-                    self._shared += delivered
                     self._timeouts += timeouts
                     self._abandoned += abandoned
 
@@ -837,6 +842,8 @@ class Group(Generic[K, V]):
                 if waiter is flight:
                     if not waiter.done():
                         waiter.set_exception(error)
+                elif waiter.running():
+                    _complete(waiter, None, error)  # claimed by _wake, interrupted before completing it
                 elif not waiter.done():
                     _deliver(waiter, None, error)
 
@@ -965,7 +972,7 @@ class Group(Generic[K, V]):
         """Cancel the handle of a caller that gives up; False when its delivery already began."""
         # The handle knows its flight, so this works after forget() too.
         handle.gave_up = "timeout" if timed_out else "cancel"
-        # cancel() is the arbiter: _deliver() moves the handle to RUNNING
+        # cancel() is the arbiter: delivery moves the handle to RUNNING
         # first, after which cancel() fails and the outcome is on its way.
         # (A handle its caller cancelled already stays cancelled: True.)
         if not handle.cancel():
@@ -1088,8 +1095,13 @@ def _deliver(handle: Future[Any], value: Any, error: BaseException | None) -> bo
     # handle; after it returns True a cancel() can no longer race the result.
     if not handle.set_running_or_notify_cancel():
         return False
+    _complete(handle, value, error)
+    return True
+
+
+def _complete(handle: Future[Any], value: Any, error: BaseException | None) -> None:
+    """Set the outcome of a handle already moved to RUNNING (each caller raises its own copy)."""
     if error is None:
         handle.set_result(value)
     else:
         handle.set_exception(_caller_copy(error))
-    return True

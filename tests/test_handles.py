@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
 import time
 import weakref
@@ -52,6 +53,23 @@ def test_submit_returns_a_fresh_future_per_caller(group: G, pool: ThreadPoolExec
     assert [h.result(10) for h in (h1, h2, h3)] == ["v"] * 3
     assert gate.calls == 1
     assert group.stats() == FlightStats(calls=3, executions=1, shared=2, errors=0, timeouts=0, in_flight=0)
+
+
+def test_a_handle_is_counted_as_shared_before_its_caller_sees_the_outcome(group: G, pool: ThreadPoolExecutor) -> None:
+    """stats() read by a caller that has its result already counts that result (3.13t raced here)."""
+    gate = Gate()
+    h1 = group.submit(pool, "k", gate)
+    assert gate.entered.wait(10)
+    followers = [group.submit(pool, "k", never) for _ in range(2)]
+    seen: list[int] = []
+    for h in followers:
+        # Runs in the leader's thread the moment the handle completes, before anything after it.
+        h.add_done_callback(lambda _h: seen.append(group.stats().shared))
+    gate.finish("v")
+    assert [h.result(10) for h in (h1, *followers)] == ["v"] * 3
+    # result() can return before the leader's thread has run the callbacks.
+    wait_until(lambda: len(seen) == 2, what="the done callbacks")
+    assert seen == [1, 2]
 
 
 def test_submit_passes_args_and_kwargs(group: G, pool: ThreadPoolExecutor) -> None:
@@ -161,6 +179,41 @@ def test_base_exception_in_a_submitted_flight(group: G, pool: ThreadPoolExecutor
         err = h.exception(10)
         assert isinstance(err, LeaderInterrupted)
         assert err.__cause__ is original
+    assert len(group) == 0
+
+
+def test_an_interrupt_between_claiming_and_completing_a_handle_still_completes_it(
+    group: G, pool: ThreadPoolExecutor
+) -> None:
+    """The leader claims each handle (RUNNING, so no cancel can race it), then sets its outcome.
+
+    An asynchronous KeyboardInterrupt between the two, raised here by a trace
+    function as the starter's handle's set_result is called (after the
+    flight's own), must not leave that handle pending: the rescue completes
+    it with LeaderInterrupted.
+    """
+    release = threading.Event()
+    target: list[Future[Any]] = []
+
+    def work() -> str:
+        release.wait(10)
+
+        def tracer(frame: Any, event: str, arg: Any) -> Any:
+            if event == "call" and frame.f_code.co_name == "set_result" and frame.f_locals.get("self") is target[0]:
+                sys.settrace(None)
+                raise KeyboardInterrupt
+            return None
+
+        sys.settrace(tracer)  # cleared by the tracer itself when it fires
+        return "value"
+
+    h1 = group.submit(pool, "k", work)
+    h2 = group.submit(pool, "k", never)
+    target.append(h1)
+    wait_until(lambda: followers_of(group, "k") == 1)
+    release.set()
+    for h in (h1, h2):
+        assert isinstance(h.exception(10), LeaderInterrupted)
     assert len(group) == 0
 
 
