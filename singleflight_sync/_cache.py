@@ -23,7 +23,6 @@ import functools
 import inspect
 import logging
 import math
-import random
 import time
 from collections.abc import Callable, Hashable, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple, ParamSpec, TypeVar, cast
@@ -615,7 +614,7 @@ class CacheFiller:
 
 def _draw() -> float:
     """Uniform in (0, 1], for the XFetch draw (log(0) is undefined)."""
-    return 1.0 - random.random()  # noqa: S311 - spreading refreshes, not a secret
+    return 1.0 - state.rng.random()
 
 
 def _value_of(result: Any) -> Any:

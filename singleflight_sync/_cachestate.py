@@ -17,7 +17,7 @@ from collections import OrderedDict, deque
 from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any, NamedTuple
 
-__all__ = ["FillerStats", "Shared", "default_executor", "shared_for"]
+__all__ = ["FillerStats", "Shared", "default_executor", "rng", "shared_for"]
 
 # Invalidations remembered per cache, so that a rebuild can ask "was my key
 # invalidated since I started?". A rebuild that started more than this many
@@ -29,6 +29,12 @@ RECENT = 4096
 BACKOFF_KEYS = 4096
 # Threads of the default refresh executor, shared by every filler.
 REFRESH_THREADS = 4
+
+# The jitter of retries and the XFetch draws come from a generator of our
+# own, so that they never consume the application's seeded global random
+# stream (nor change it under a test framework that watches it). Reseeded in
+# a forked child, so that processes forked together do not retry together.
+rng = random.Random()  # noqa: S311 - spreading work, not a secret
 
 
 class FillerStats(NamedTuple):
@@ -119,7 +125,7 @@ class Shared:
         is drawn in its upper half (jitter), so that processes that failed
         together do not retry together.
         """
-        jitter = 0.5 + 0.5 * random.random()  # noqa: S311 - spreading retries, not a secret
+        jitter = 0.5 + 0.5 * rng.random()
         with self._lock:
             failures = self._backoff.pop(key, (0, 0.0))[0] + 1
             delay = min(cap, first * 2.0 ** min(failures - 1, 64)) * jitter
@@ -192,6 +198,7 @@ def _after_fork_in_child() -> None:
     _registry_lock = threading.Lock()
     _executor_lock = threading.Lock()
     _executor = None
+    rng.seed()
     for state in list(_registry.values()):
         state._after_fork_in_child()
 
